@@ -1,0 +1,74 @@
+# lazyshift: two commands matter — `make demo` and `make test`. Everything they need is
+# installed by the targets below, each idempotent (a second run reuses what is there).
+SHELL := /bin/bash
+ROOT  := $(abspath .)
+VENV  := $(ROOT)/.venv
+PY    := $(VENV)/bin/python
+LAZYSHIFT := $(VENV)/bin/lazyshift
+STATE := $(ROOT)/.state
+GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
+FERRETDB := $(GOBIN)/ferretdb
+export LAZYSHIFT_FERRETDB_BIN ?= $(FERRETDB)
+
+.PHONY: help deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
+        test-node lint bench stack-up stack-down clean
+
+help:
+	@echo "make demo   - bring up the local stack and run stage 1 (mongo) with live traffic"
+	@echo "make test   - install what is needed and run every test"
+	@echo "make bench  - benchmarks (results in bench/results.json)"
+	@echo "make lint   - ruff"
+
+deps: deps-apt deps-python deps-node deps-ferretdb
+
+deps-apt:
+	@bash tools/bootstrap/apt.sh
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps-python: $(VENV)/.installed
+
+tools/mock-source/node_modules/.installed: tools/mock-source/package.json tools/mock-source/package-lock.json
+	cd tools/mock-source && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps-node: tools/mock-source/node_modules/.installed
+
+deps-ferretdb:
+	@GOBIN=$(GOBIN) bash tools/bootstrap/ferretdb.sh >/dev/null
+
+# Test stack: its own ports and state folder, so a developer's `make demo` stack is left alone.
+TEST_STACK := --state-dir $(STATE)/test --mysql-port 13306 --mongo-port 37017 --no-source
+
+test: deps
+	cd tools/mock-source && npm test --silent
+	$(VENV)/bin/ruff check tools tests
+	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null
+	rc=0; $(VENV)/bin/pytest -q -p no:cacheprovider tests || rc=$$?; \
+	  $(LAZYSHIFT) dev down $(TEST_STACK) >/dev/null; exit $$rc
+
+lint: deps-python
+	$(VENV)/bin/ruff check tools tests
+	$(VENV)/bin/ruff format --check tools tests
+
+# Demo stack on the default ports; the mock streams 5000 messages at 500/s (live traffic).
+DEMO_SOURCE_ARGS := --seed 7 --count 5000 --rate 500
+
+demo: deps
+	$(LAZYSHIFT) dev up -- $(DEMO_SOURCE_ARGS)
+	$(LAZYSHIFT) dev demo -- $(DEMO_SOURCE_ARGS)
+
+stack-up: deps
+	$(LAZYSHIFT) dev up
+
+stack-down:
+	-$(LAZYSHIFT) dev down
+
+clean: stack-down
+	rm -rf $(STATE)
+
+-include mk/*.mk

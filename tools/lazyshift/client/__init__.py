@@ -1,0 +1,1 @@
+"""The stream consumer and the read API."""

@@ -1,0 +1,204 @@
+"""The stream consumer: frames -> canonical documents -> the sink of the current mode.
+
+Delivery is at-least-once from the source (resume from the last stored sequence) and the
+sink's write is idempotent (revision guard), which together give an exactly-once effect:
+the offset may lag the writes, never lead them, so a crash replays a few messages that
+then change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from pymongo.errors import PyMongoError
+from tenacity import wait_exponential_jitter
+
+from lazyshift import logs
+from lazyshift.client.source import Partition, SourceConnection
+from lazyshift.core.document import Document
+from lazyshift.core.framing import Frame, FramingError, OversizedFrame
+from lazyshift.core.normalise import Malformed, normalise, parse_message, recover_seq
+
+MAX_MESSAGE_BYTES = 1 << 20
+OFFSET_FLUSH_EVERY_S = 0.5
+OFFSET_FLUSH_EVERY_N = 500
+
+
+class Sink(Protocol):
+    """Where a mode sends what the stream delivers. Every method must be idempotent."""
+
+    def write(self, doc: Document) -> bool: ...  # True if applied, False if stale
+
+    def dead_letter(self, *, reason: str, category: str, raw: bytes, seq: int | None,
+                    key: str | None) -> bool: ...
+
+    def load_offset(self, partition: str) -> int: ...
+
+    def save_offset(self, partition: str, seq: int) -> None: ...
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    stored: int = 0
+    stale: int = 0
+    dead_lettered: int = 0
+    reconnects: int = 0
+    last_seq: int = 0
+    dead_letter_categories: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class ConsumerOptions:
+    host: str
+    port: int
+    partition: Partition
+    exit_at_end: bool = False
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_backoff_s: float = 5.0
+
+
+# Failures after which the consumer reconnects (to the source and to its stores) and resumes.
+TRANSIENT = (OSError, ConnectionError, FramingError, PyMongoError)
+
+
+class Consumer:
+    def __init__(self, sink: Sink, options: ConsumerOptions,
+                 stop: threading.Event | None = None,
+                 on_message: object | None = None) -> None:
+        self.sink = sink
+        self.opts = options
+        self.stop = stop or threading.Event()
+        self.counters = Counters()
+        self._partition = str(options.partition)
+        self._stored_offset = 0
+        self._pending_offset = 0
+        self._last_flush = time.monotonic()
+        self._since_flush = 0
+        self.finished = False  # saw the source's end marker
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> Counters:
+        backoff = wait_exponential_jitter(initial=0.1, max=self.opts.max_backoff_s)
+        attempt = 0
+        while not self.stop.is_set() and not self.finished:
+            try:
+                self._stored_offset = self._pending_offset = max(
+                    self._pending_offset, self.sink.load_offset(self._partition))
+                with SourceConnection(self.opts.host, self.opts.port, self.opts.partition,
+                                      self._stored_offset) as conn:
+                    logs.event("source.connected", partition=self._partition,
+                               from_seq=self._stored_offset)
+                    for item in conn.frames(self.stop):
+                        attempt = 0
+                        self._handle(item)
+                        self._maybe_flush()
+                        if self.finished:
+                            break
+            except TRANSIENT as exc:
+                if self.stop.is_set():
+                    break
+                attempt += 1
+                self.counters.reconnects += 1
+                delay = backoff(_RetryState(attempt))
+                logs.event("source.reconnect", error=f"{type(exc).__name__}: {exc}",
+                           attempt=attempt, delay_s=round(delay, 3))
+                self.stop.wait(delay)
+        self._flush(force=True)
+        return self.counters
+
+    # -- one frame -----------------------------------------------------------------------------
+    def _handle(self, item: Frame | OversizedFrame) -> None:
+        if isinstance(item, OversizedFrame):
+            self._reject(item.head, recover_seq(item.head), "oversized",
+                         f"frame of {item.length} bytes exceeds the read buffer; head kept")
+            return
+        raw = item.payload
+        seq = recover_seq(raw)
+        if len(raw) > self.opts.max_message_bytes:
+            self._reject(raw, seq, "oversized",
+                         f"message of {len(raw)} bytes exceeds {self.opts.max_message_bytes}")
+            return
+        try:
+            msg = parse_message(raw)
+        except Malformed as exc:
+            self._reject(raw, seq, exc.category, exc.reason)
+            return
+        if "seq" not in msg and msg.get("type") == "end":
+            self.finished = self.opts.exit_at_end
+            logs.event("source.end", last_seq=msg.get("last_seq"), partition=self._partition)
+            return
+        self.counters.received += 1
+        try:
+            doc = normalise(msg)
+        except Malformed as exc:
+            self._reject(raw, seq, exc.category, exc.reason, counted=True,
+                         key=_key_hint(msg))
+            return
+        if self.sink.write(doc):
+            self.counters.stored += 1
+        else:
+            self.counters.stale += 1
+        self._advance(doc["source_seq"])
+
+    def _reject(self, raw: bytes, seq: int | None, category: str, reason: str,
+                counted: bool = False, key: str | None = None) -> None:
+        if not counted:
+            self.counters.received += 1
+        self.sink.dead_letter(reason=reason, category=category, raw=raw, seq=seq, key=key)
+        self.counters.dead_lettered += 1
+        cats = self.counters.dead_letter_categories
+        cats[category] = cats.get(category, 0) + 1
+        logs.event("message.dead_lettered", seq=seq, category=category, reason=reason[:200])
+        if seq is not None:
+            self._advance(seq)
+
+    def _advance(self, seq: int) -> None:
+        self._pending_offset = max(self._pending_offset, seq)
+        self.counters.last_seq = max(self.counters.last_seq, seq)
+        self._since_flush += 1
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if (self._since_flush >= OFFSET_FLUSH_EVERY_N
+                or now - self._last_flush >= OFFSET_FLUSH_EVERY_S):
+            self._flush()
+
+    def _flush(self, force: bool = False) -> None:
+        if self._pending_offset > self._stored_offset:
+            try:
+                self.sink.save_offset(self._partition, self._pending_offset)
+                self._stored_offset = self._pending_offset
+            except TRANSIENT as exc:
+                if not force:
+                    raise
+                # On the way out a store that is down cannot take the offset; the next run
+                # replays from the older one, which the revision guard makes harmless.
+                logs.event("offset.not_saved", error=str(exc), seq=self._pending_offset)
+        self._last_flush = time.monotonic()
+        self._since_flush = 0
+
+
+@dataclass
+class _RetryState:
+    attempt_number: int
+
+
+def _key_hint(msg: dict) -> str | None:
+    source = msg.get("source")
+    for name in ("id", "trackingNumber", "tracking_no", "ConsignmentId"):
+        value = msg.get(name)
+        if isinstance(source, str) and isinstance(value, str):
+            return f"{source}:{value}"[:96]
+    return None
+
+
+def summary_json(counters: Counters) -> str:
+    return json.dumps(counters.as_dict(), sort_keys=True)
