@@ -34,7 +34,7 @@ deps-python: $(VENV)/.installed
 
 tools/mock-source/node_modules/.installed: tools/mock-source/package.json tools/mock-source/package-lock.json
 	cd tools/mock-source && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	mkdir -p $(@D) && touch $@
 
 deps-node: tools/mock-source/node_modules/.installed
 

@@ -97,8 +97,9 @@ class Consumer:
                     logs.event("source.connected", partition=self._partition,
                                from_seq=self._stored_offset)
                     for item in conn.frames(self.stop):
-                        attempt = 0
-                        self._handle(item)
+                        if item is not None:
+                            attempt = 0
+                            self._handle(item)
                         self._maybe_flush()
                         if self.finished:
                             break

@@ -43,11 +43,14 @@ class SourceConnection:
                                   "partition": partition.index,
                                   "partitions": partition.count}))
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame | OversizedFrame]:
+    def frames(self, stop: threading.Event) -> Iterator[Frame | OversizedFrame | None]:
+        """Frames as they arrive; None when the source has been quiet for a poll interval
+        (so the caller can flush its offset and look at the control plane while idle)."""
         while not stop.is_set():
             try:
                 data = self.sock.recv(1 << 16)
             except TimeoutError:
+                yield None
                 continue
             if not data:
                 raise ConnectionError("source closed the connection")

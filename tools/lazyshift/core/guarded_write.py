@@ -1,0 +1,265 @@
+"""THE version-guarded write into MySQL. Live dual-write, lazy migration, backfill and repair
+all go through `apply_batch` (or `guarded_write` for one document), so no path can overwrite
+newer data (DESIGN.md, invariant 1) or write in a stale epoch (invariant 2).
+
+Inside the caller's transaction, `apply_batch`:
+1. (if an epoch is given) share-locks the control row and raises `Fenced` unless the epoch is
+   current and no transition is draining; the lock is held to commit, so `mode set` (which
+   updates that row) waits for in-flight writes;
+2. locks the existing root rows of the batch (FOR UPDATE, in key order);
+3. for documents strictly newer than the stored version (or new): upserts the root row,
+   deletes its child rows and inserts the new ones.
+The upsert's UPDATE part is itself guarded by the version, and keys that were absent when
+locked are re-checked after the upsert, so even under READ COMMITTED (no gap locks) a
+concurrent first insert of the same key cannot lead to older data or mixed children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mysql.connector.abstracts import MySQLConnectionAbstract
+from tenacity import Retrying
+
+from lazyshift.core.document import Document, InvalidDocument
+from lazyshift.core.mapping import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    PARTY_COLUMNS,
+    ROOT_COLUMNS,
+    Rows,
+    document_to_rows,
+)
+from lazyshift.core.mysql import (
+    SHARE_LOCK,
+    chunks,
+    is_connection_lost,
+    placeholders,
+    retrying,
+    rows_as_dicts,
+)
+
+CHUNK = 500  # rows per statement: keeps packets well under max_allowed_packet
+
+
+class Fenced(Exception):
+    """The write's epoch is not the current one, or a mode transition is draining."""
+
+    def __init__(self, message: str, *, epoch: int | None = None,
+                 current_epoch: int | None = None, state: str | None = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+        self.state = state
+
+
+@dataclass
+class BatchResult:
+    applied_keys: list[str] = field(default_factory=list)
+    skipped_keys: list[str] = field(default_factory=list)  # stored version was newer or equal
+
+
+def _key_of(doc: Any) -> Any:
+    return doc.get("key") if isinstance(doc, dict) else None
+
+
+def map_or_reject(docs: Iterable[Document]
+                  ) -> tuple[dict[str, Rows], list[tuple[Document, str]]]:
+    """Map every document; (rows by key keeping each key's highest version, rejected docs with
+    the reason). For callers that dead-letter rejects and write the rest."""
+    rows_by_key: dict[str, Rows] = {}
+    rejected: list[tuple[Document, str]] = []
+    for doc in docs:
+        try:
+            rows = document_to_rows(doc)
+        except InvalidDocument as exc:
+            rejected.append((doc, exc.reason))
+            continue
+        _keep_newest(rows_by_key, rows)
+    return rows_by_key, rejected
+
+
+def _keep_newest(rows_by_key: dict[str, Rows], rows: Rows) -> None:
+    current = rows_by_key.get(rows.key)
+    if current is None or rows.version > current.version:
+        rows_by_key[rows.key] = rows
+
+
+def _map_all(docs: Iterable[Document | Rows]) -> dict[str, Rows]:
+    rows_by_key: dict[str, Rows] = {}
+    for doc in docs:
+        if isinstance(doc, Rows):
+            rows = doc
+        else:
+            try:
+                rows = document_to_rows(doc)
+            except InvalidDocument as exc:
+                raise InvalidDocument(f"document {_key_of(doc)!r}: {exc.reason}") from exc
+        _keep_newest(rows_by_key, rows)
+    return rows_by_key
+
+
+def check_epoch(cursor: Any, epoch: int) -> None:
+    """Share-lock the control row; raise Fenced unless `epoch` is current and stable."""
+    cursor.execute(f"SELECT epoch, state FROM lazyshift_control WHERE id = 1 {SHARE_LOCK}")
+    found = rows_as_dicts(cursor, cursor.fetchall())
+    if not found:
+        raise Fenced("no control row (lazyshift_control id=1): run `lazyshift schema migrate`",
+                     epoch=epoch)
+    current, state = int(found[0]["epoch"]), found[0]["state"]
+    if current != epoch:
+        raise Fenced(f"write carries epoch {epoch} but the control plane is at epoch {current}",
+                     epoch=epoch, current_epoch=current, state=state)
+    if state != "stable":
+        raise Fenced(f"epoch {current} is {state}: writes pause until the transition ends",
+                     epoch=epoch, current_epoch=current, state=state)
+
+
+def _stored_versions(cursor: Any, keys: Sequence[str]) -> dict[str, int]:
+    stored: dict[str, int] = {}
+    for chunk in chunks(keys, CHUNK):
+        cursor.execute(
+            "SELECT shipment_key, version FROM shipment "
+            f"WHERE shipment_key IN ({placeholders(len(chunk))}) ORDER BY shipment_key FOR UPDATE",
+            tuple(chunk),
+        )
+        for row in rows_as_dicts(cursor, cursor.fetchall()):
+            stored[row["shipment_key"]] = int(row["version"])
+    return stored
+
+
+_GUARD = "VALUES(version) > version"
+_ROOT_INSERT_COLUMNS = (*ROOT_COLUMNS, "written_epoch", "written_at", "apply_count")
+_ROOT_UPDATE = ", ".join(
+    [f"{c} = IF({_GUARD}, VALUES({c}), {c})"
+     for c in (*ROOT_COLUMNS, "written_epoch", "written_at")
+     if c not in ("shipment_key", "version")]
+    + [f"apply_count = apply_count + IF({_GUARD}, 1, 0)",
+       # last: every assignment before it still sees the stored version
+       f"version = IF({_GUARD}, VALUES(version), version)"]
+)
+
+
+def _upsert_roots(cursor: Any, batch: Sequence[Rows], written_epoch: int | None) -> None:
+    # written_at is the server's clock, so every client stamps rows on the same time line
+    row_sql = "(" + placeholders(len(ROOT_COLUMNS) + 1) + ", UTC_TIMESTAMP(6), 1)"
+    for chunk in chunks(batch, CHUNK):
+        params: list[Any] = []
+        for rows in chunk:
+            params.extend(rows.root[c] for c in ROOT_COLUMNS)
+            params.append(written_epoch)
+        cursor.execute(
+            f"INSERT INTO shipment ({', '.join(_ROOT_INSERT_COLUMNS)}) VALUES "
+            + ", ".join([row_sql] * len(chunk))
+            + f" ON DUPLICATE KEY UPDATE {_ROOT_UPDATE}",
+            tuple(params),
+        )
+
+
+def _replace_children(cursor: Any, batch: Sequence[Rows]) -> None:
+    keys = [rows.key for rows in batch]
+    for table in ("shipment_party", "shipment_item", "shipment_event"):
+        for chunk in chunks(keys, CHUNK):
+            cursor.execute(
+                f"DELETE FROM {table} WHERE shipment_key IN ({placeholders(len(chunk))})",
+                tuple(chunk),
+            )
+    for table, columns, attr in (
+        ("shipment_party", PARTY_COLUMNS, "parties"),
+        ("shipment_item", ITEM_COLUMNS, "items"),
+        ("shipment_event", EVENT_COLUMNS, "events"),
+    ):
+        values = [tuple(child[c] for c in columns) for rows in batch
+                  for child in getattr(rows, attr)]
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+               f"VALUES ({placeholders(len(columns))})")
+        for chunk in chunks(values, CHUNK):
+            cursor.executemany(sql, list(chunk))
+
+
+def apply_batch(cursor: Any, docs: Iterable[Document | Rows], *, epoch: int | None = None,
+                written_epoch: int | None = None) -> BatchResult:
+    """Version-guarded write of `docs` inside the caller's transaction (the caller commits).
+
+    `docs` may also hold already mapped `Rows` (from `map_or_reject`). Every document is
+    mapped before the database is touched: an unmappable one raises InvalidDocument naming
+    its key. For a key given twice only its highest version is written. `written_epoch`
+    (default: `epoch`) is recorded on the written root rows for rollback.
+    """
+    rows_by_key = _map_all(docs)
+    if not rows_by_key:
+        return BatchResult()
+    if written_epoch is None:
+        written_epoch = epoch
+    if epoch is not None:
+        check_epoch(cursor, epoch)
+    keys = sorted(rows_by_key)  # one lock order for everyone: fewer deadlocks
+    stored = _stored_versions(cursor, keys)
+    result = BatchResult()
+    batch: list[Rows] = []
+    for key in keys:
+        rows = rows_by_key[key]
+        if key in stored and stored[key] >= rows.version:
+            result.skipped_keys.append(key)
+        else:
+            batch.append(rows)
+    if not batch:
+        return result
+    _upsert_roots(cursor, batch, written_epoch)
+    absent = [rows.key for rows in batch if rows.key not in stored]
+    if absent:
+        # Locked by our upsert now. A different version means a concurrent first insert won
+        # the race (possible only without gap locks, i.e. READ COMMITTED) with data at least
+        # as new as ours: the guarded upsert changed nothing, so leave its children alone.
+        now = _stored_versions(cursor, absent)
+        lost = {key for key in absent if now.get(key) != rows_by_key[key].version}
+        if lost:
+            batch = [rows for rows in batch if rows.key not in lost]
+            result.skipped_keys = sorted([*result.skipped_keys, *lost])
+    _replace_children(cursor, batch)
+    result.applied_keys = [rows.key for rows in batch]
+    return result
+
+
+def _rollback_quietly(conn: MySQLConnectionAbstract) -> None:
+    with contextlib.suppress(Exception):  # the original error is the one worth raising
+        conn.rollback()
+
+
+def guarded_write(conn: MySQLConnectionAbstract, doc: Document | Rows, *,
+                  epoch: int | None = None, written_epoch: int | None = None,
+                  retry: Retrying | None = None) -> bool:
+    """Write one document in its own transaction, retrying deadlocks, lock-wait timeouts and
+    lost connections (reconnecting). True if it was applied, False if the stored version was
+    already as new. Raises InvalidDocument (before any retry) and Fenced (never retried).
+
+    After a connection lost during COMMIT the retry may find its own write already there
+    and report False: the write is idempotent, only the answer is conservative.
+    """
+    rows = doc if isinstance(doc, Rows) else document_to_rows(doc)
+    reconnect = False
+    result = BatchResult()
+    for attempt in retry or retrying():
+        with attempt:
+            if reconnect:
+                conn.reconnect()
+                reconnect = False
+            try:
+                conn.start_transaction()
+                cursor = conn.cursor()
+                try:
+                    result = apply_batch(cursor, [rows], epoch=epoch,
+                                         written_epoch=written_epoch)
+                finally:
+                    cursor.close()
+                conn.commit()
+            except BaseException as exc:
+                if is_connection_lost(exc):
+                    reconnect = True
+                else:
+                    _rollback_quietly(conn)
+                raise
+    return bool(result.applied_keys)

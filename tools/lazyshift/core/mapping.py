@@ -1,0 +1,565 @@
+"""Canonical document <-> MySQL rows (shipment, shipment_party, shipment_item, shipment_event).
+
+Lossless: `rows_to_document(document_to_rows(d)) == d` for every valid canonical document,
+and the same holds through the database (DECIMAL(20,6) amounts, DATETIME(6) times, DOUBLE
+numbers, the JSON `extra`). What MySQL cannot hold exactly is rejected by `document_to_rows`
+with an `InvalidDocument` naming the field path; nothing is truncated.
+
+Two value normalisations are inherent to the column types and compare equal in Python;
+`normalize(doc)` applies them so checksums can be compared too:
+- an integer in a DOUBLE field (weight_kg, lat, lon) comes back as a float (52 -> 52.0),
+  and -0.0 comes back as 0.0 (the server drops the sign of zero);
+- a naive datetime is taken as UTC (as `document.utc_ms` does) and comes back aware.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from lazyshift.core import document
+from lazyshift.core.document import Document, InvalidDocument
+from lazyshift.core.mysql import chunks, dump_json, parse_json, placeholders, rows_as_dicts
+
+# -- the columns -------------------------------------------------------------------------------
+
+ROOT_COLUMNS: tuple[str, ...] = (
+    "shipment_key", "source", "tracking_number", "status", "service_level",
+    "price_amount", "price_currency", "cost_amount", "cost_currency",
+    "created_at", "updated_at", "source_seq", "source_rev", "version", "extra",
+)
+PARTY_COLUMNS: tuple[str, ...] = (
+    "shipment_key", "role", "name", "first_name", "last_name", "email", "phone",
+    "has_address", "street", "city", "postal_code", "country", "lat", "lon",
+)
+ITEM_COLUMNS: tuple[str, ...] = (
+    "shipment_key", "position", "sku", "description", "quantity", "weight_kg",
+    "value_amount", "value_currency",
+)
+EVENT_COLUMNS: tuple[str, ...] = (
+    "shipment_key", "position", "event_time", "status", "location", "note",
+)
+PARTY_ROLES: tuple[str, ...] = ("sender", "recipient")
+
+# Character lengths of the VARCHAR/CHAR columns, by document field (see 0001_initial.sql).
+ROOT_LENGTHS = {"key": 96, "source": 32, "tracking_number": 64, "status": 32,
+                "service_level": 32}
+PARTY_LENGTHS = {"name": 255, "first_name": 128, "last_name": 128, "email": 255, "phone": 64}
+ADDRESS_LENGTHS = {"street": 255, "city": 128, "postal_code": 32, "country": 64}
+ITEM_LENGTHS = {"sku": 64, "description": 1024}
+EVENT_LENGTHS = {"status": 64, "location": 255, "note": 1024}
+CURRENCY_LENGTH = 3
+
+DECIMAL_INT_DIGITS = 14  # DECIMAL(20,6)
+DECIMAL_FRAC_DIGITS = 6
+DATETIME_MIN_YEAR = 1000
+JSON_MAX_DEPTH = 31  # containers; MariaDB's json_valid() refuses 32 levels
+JSON_INT_MIN = -(2**63)
+JSON_INT_MAX = 2**64 - 1  # MySQL's JSON keeps int64 and uint64 exactly, beyond is a double
+
+
+@dataclass
+class Rows:
+    """One document as rows: the shipment row and its child rows (positions from 0)."""
+
+    root: dict[str, Any]
+    parties: list[dict[str, Any]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.root["shipment_key"]
+
+    @property
+    def version(self) -> int:
+        return int(self.root["version"])
+
+
+# -- what MySQL cannot hold exactly ------------------------------------------------------------
+
+
+def _check_text(path: str, value: Any, limit: int, kind: str = "VARCHAR") -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"{path}: lone surrogate U+{ord(value[exc.start]):04X} at character "
+                f"{exc.start} cannot be stored as utf8mb4")
+    if len(value) > limit:
+        return f"{path}: {len(value)} characters exceed {kind}({limit})"
+    return None
+
+
+def _check_key(path: str, value: Any) -> str | None:
+    problem = _check_text(path, value, ROOT_LENGTHS["key"])
+    if problem or not isinstance(value, str):
+        return problem
+    for ch in value:
+        if ord(ch) < 0x20:
+            return (f"{path}: control character U+{ord(ch):04X}: utf8mb4_bin compares with "
+                    "space padding, so MySQL would order this key differently from MongoDB")
+    return None
+
+
+def _check_amount(path: str, value: Any) -> str | None:
+    if not isinstance(value, str | Decimal):
+        return None
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None  # not a number at all: the schema's pattern names it
+    if not dec.is_finite():
+        return f"{path}: {value!r} is not a finite amount"
+    text = format(abs(dec), "f")
+    whole, _, frac = text.partition(".")
+    int_digits = len(whole.lstrip("0"))
+    frac_digits = len(frac.rstrip("0"))
+    if int_digits > DECIMAL_INT_DIGITS:
+        return f"{path}: {int_digits} integer digits exceed DECIMAL(20,6)"
+    if frac_digits > DECIMAL_FRAC_DIGITS:
+        return f"{path}: {frac_digits} fraction digits exceed DECIMAL(20,6)"
+    canonical = document.canonical_decimal(dec)
+    if isinstance(value, str) and value != canonical:
+        return (f"{path}: {value!r} is not a canonical decimal string "
+                f"(DECIMAL would give back {canonical!r})")
+    return None
+
+
+def _check_money(path: str, value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    return (_check_amount(f"{path}/amount", value.get("amount"))
+            or _check_text(f"{path}/currency", value.get("currency"), CURRENCY_LENGTH, "CHAR"))
+
+
+def _check_datetime(path: str, value: Any) -> str | None:
+    if not isinstance(value, datetime):
+        return None
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value
+    except OverflowError:
+        return f"{path}: {value.isoformat()} is outside DATETIME's years 1000-9999 in UTC"
+    if utc.year < DATETIME_MIN_YEAR:
+        return f"{path}: year {utc.year:04d} before DATETIME's {DATETIME_MIN_YEAR}"
+    return None
+
+
+def _check_double(path: str, value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{path}: non-finite float {value!r} (DOUBLE holds finite numbers only)"
+    elif isinstance(value, int):
+        try:
+            exact = int(float(value)) == value
+        except OverflowError:
+            exact = False
+        if not exact:
+            return f"{path}: integer {value} is not exactly representable as DOUBLE"
+    return None
+
+
+def _check_json(path: str, value: Any, depth: int = 0) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return _check_text(path, value, 2**31)
+    if isinstance(value, int):
+        if not JSON_INT_MIN <= value <= JSON_INT_MAX:
+            return f"{path}: integer {value} is outside the 64-bit range a JSON column keeps"
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{path}: non-finite float {value!r} is not JSON"
+        return None
+    if isinstance(value, dict | list):
+        if depth + 1 > JSON_MAX_DEPTH:
+            return f"{path}: nested deeper than {JSON_MAX_DEPTH} levels (MariaDB's JSON limit)"
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    return f"{path}: key {k!r} of type {type(k).__name__} is not a JSON key"
+                problem = _check_text(f"{path}/{k}", k, 2**31) or _check_json(
+                    f"{path}/{k}", v, depth + 1
+                )
+                if problem:
+                    return problem
+        else:
+            for i, v in enumerate(value):
+                problem = _check_json(f"{path}/{i}", v, depth + 1)
+                if problem:
+                    return problem
+        return None
+    return f"{path}: value of type {type(value).__name__} is not JSON"
+
+
+def _check_fields(path: str, node: Any, lengths: dict[str, int]) -> str | None:
+    if not isinstance(node, dict):
+        return None
+    for name, limit in lengths.items():
+        problem = _check_text(f"{path}{name}", node.get(name), limit)
+        if problem:
+            return problem
+    return None
+
+
+def _capacity_problem(doc: Any) -> str | None:
+    """The first thing in `doc` that MySQL could not hold exactly, or None.
+
+    Tolerant of malformed documents: it only looks at fields of the expected shape, so the
+    schema names everything else.
+    """
+    if not isinstance(doc, dict):
+        return None
+    for name in ("key", "_id"):
+        problem = _check_key(name, doc.get(name))
+        if problem:
+            return problem
+    checks: list[str | None] = [
+        _check_fields("", {k: v for k, v in doc.items() if k != "key"},
+                      {k: v for k, v in ROOT_LENGTHS.items() if k != "key"}),
+        _check_datetime("created_at", doc.get("created_at")),
+        _check_datetime("updated_at", doc.get("updated_at")),
+        _check_money("price", doc.get("price")),
+        _check_money("cost", doc.get("cost")),
+    ]
+    for problem in checks:
+        if problem:
+            return problem
+    for role in PARTY_ROLES:
+        party = doc.get(role)
+        if not isinstance(party, dict):
+            continue
+        problem = _check_fields(f"{role}/", party, PARTY_LENGTHS)
+        if problem:
+            return problem
+        address = party.get("address")
+        if isinstance(address, dict):
+            problem = _check_fields(f"{role}/address/", address, ADDRESS_LENGTHS)
+            for coord in ("lat", "lon"):
+                problem = problem or _check_double(f"{role}/address/{coord}", address.get(coord))
+            if problem:
+                return problem
+    items = doc.get("items")
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            problem = (_check_fields(f"items/{i}/", item, ITEM_LENGTHS)
+                       or _check_double(f"items/{i}/weight_kg", item.get("weight_kg"))
+                       or _check_money(f"items/{i}/value", item.get("value")))
+            if problem:
+                return problem
+    events = doc.get("events")
+    if isinstance(events, list):
+        for i, event in enumerate(events):
+            if not isinstance(event, dict):
+                continue
+            problem = (_check_fields(f"events/{i}/", event, EVENT_LENGTHS)
+                       or _check_datetime(f"events/{i}/time", event.get("time")))
+            if problem:
+                return problem
+    if isinstance(doc.get("extra"), dict):
+        return _check_json("extra", doc["extra"])
+    return None
+
+
+def check(doc: Document) -> None:
+    """Raise InvalidDocument unless `doc` is valid and MySQL can hold it exactly.
+
+    The schema is checked first; a MySQL capacity problem, being the more precise reason
+    (the schema's own message for e.g. a 15-digit amount is only a pattern mismatch), is
+    reported in preference to a schema error.
+    """
+    schema_error: InvalidDocument | None = None
+    try:
+        document.validate(doc)
+    except InvalidDocument as exc:
+        schema_error = exc
+    except (OverflowError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        schema_error = InvalidDocument(f"(document): not a canonical document: {exc}")
+    problem = _capacity_problem(doc)
+    if problem:
+        raise InvalidDocument(problem) from schema_error
+    if schema_error is not None:
+        raise schema_error
+
+
+# -- document -> rows --------------------------------------------------------------------------
+
+
+def _dt_out(value: datetime) -> datetime:
+    """An aware (or naive = UTC) datetime as the naive UTC value a DATETIME(6) column holds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None)
+
+
+def _float_out(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _money_out(money: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    if money is None:
+        return None, None
+    return money["amount"], money["currency"]
+
+
+def document_to_rows(doc: Document) -> Rows:
+    """Validate `doc` (schema + what MySQL can hold exactly) and split it into rows."""
+    check(doc)
+    key = doc["key"]
+    price_amount, price_currency = _money_out(doc["price"])
+    cost_amount, cost_currency = _money_out(doc["cost"])
+    root = {
+        "shipment_key": key,
+        "source": doc["source"],
+        "tracking_number": doc["tracking_number"],
+        "status": doc["status"],
+        "service_level": doc["service_level"],
+        "price_amount": price_amount,
+        "price_currency": price_currency,
+        "cost_amount": cost_amount,
+        "cost_currency": cost_currency,
+        "created_at": _dt_out(doc["created_at"]),
+        "updated_at": _dt_out(doc["updated_at"]),
+        "source_seq": int(doc["source_seq"]),
+        "source_rev": int(doc["source_rev"]),
+        "version": int(doc["version"]),
+        "extra": dump_json(doc["extra"]),
+    }
+    parties = []
+    for role in PARTY_ROLES:
+        party = doc[role]
+        if party is None:
+            continue
+        address = party["address"]
+        parties.append({
+            "shipment_key": key,
+            "role": role,
+            "name": party["name"],
+            "first_name": party["first_name"],
+            "last_name": party["last_name"],
+            "email": party["email"],
+            "phone": party["phone"],
+            "has_address": 1 if address is not None else 0,
+            "street": address["street"] if address else None,
+            "city": address["city"] if address else None,
+            "postal_code": address["postal_code"] if address else None,
+            "country": address["country"] if address else None,
+            "lat": _float_out(address["lat"]) if address else None,
+            "lon": _float_out(address["lon"]) if address else None,
+        })
+    items = []
+    for position, item in enumerate(doc["items"]):
+        value_amount, value_currency = _money_out(item["value"])
+        items.append({
+            "shipment_key": key,
+            "position": position,
+            "sku": item["sku"],
+            "description": item["description"],
+            "quantity": int(item["quantity"]),
+            "weight_kg": _float_out(item["weight_kg"]),
+            "value_amount": value_amount,
+            "value_currency": value_currency,
+        })
+    events = [
+        {
+            "shipment_key": key,
+            "position": position,
+            "event_time": _dt_out(event["time"]),
+            "status": event["status"],
+            "location": event["location"],
+            "note": event["note"],
+        }
+        for position, event in enumerate(doc["events"])
+    ]
+    return Rows(root=root, parties=parties, items=items, events=events)
+
+
+# -- rows -> document --------------------------------------------------------------------------
+
+
+def _dt_in(value: Any) -> datetime:
+    if isinstance(value, str):  # a driver configured to return strings
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _money_in(amount: Any, currency: Any) -> dict[str, str] | None:
+    if amount is None:
+        return None
+    return {"amount": document.canonical_decimal(amount), "currency": currency}
+
+
+def _party_in(row: dict[str, Any]) -> dict[str, Any]:
+    address = None
+    if row["has_address"]:
+        address = {
+            "street": row["street"],
+            "city": row["city"],
+            "postal_code": row["postal_code"],
+            "country": row["country"],
+            "lat": _float_out(row["lat"]),
+            "lon": _float_out(row["lon"]),
+        }
+    return {
+        "name": row["name"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "email": row["email"],
+        "phone": row["phone"],
+        "address": address,
+    }
+
+
+def rows_to_document(rows: Rows) -> Document:
+    """Rebuild the canonical (native-form) document from its rows."""
+    root = rows.root
+    extra = root["extra"]
+    parties = {row["role"]: _party_in(row) for row in rows.parties}
+    items = sorted(rows.items, key=lambda r: r["position"])
+    events = sorted(rows.events, key=lambda r: r["position"])
+    return {
+        "_id": root["shipment_key"],
+        "key": root["shipment_key"],
+        "source": root["source"],
+        "tracking_number": root["tracking_number"],
+        "status": root["status"],
+        "service_level": root["service_level"],
+        "sender": parties.get("sender"),
+        "recipient": parties.get("recipient"),
+        "items": [
+            {
+                "sku": r["sku"],
+                "description": r["description"],
+                "quantity": int(r["quantity"]),
+                "weight_kg": _float_out(r["weight_kg"]),
+                "value": _money_in(r["value_amount"], r["value_currency"]),
+            }
+            for r in items
+        ],
+        "events": [
+            {
+                "time": _dt_in(r["event_time"]),
+                "status": r["status"],
+                "location": r["location"],
+                "note": r["note"],
+            }
+            for r in events
+        ],
+        "price": _money_in(root["price_amount"], root["price_currency"]),
+        "cost": _money_in(root["cost_amount"], root["cost_currency"]),
+        "created_at": _dt_in(root["created_at"]),
+        "updated_at": _dt_in(root["updated_at"]),
+        "source_seq": int(root["source_seq"]),
+        "source_rev": int(root["source_rev"]),
+        "version": int(root["version"]),
+        "extra": extra if isinstance(extra, dict) else parse_json(extra),
+    }
+
+
+def normalize(doc: Document) -> Document:
+    """`doc` as it comes back from MySQL: equal to `doc`, and with the same checksum as the
+    round-tripped document (DOUBLE fields as floats, -0.0 as 0.0, datetimes aware UTC,
+    integral fields as int). Raises InvalidDocument like `document_to_rows`."""
+    rows = document_to_rows(doc)
+    for row in rows.parties:
+        for col in ("lat", "lon"):
+            if row[col] is not None:
+                row[col] = row[col] + 0.0  # -0.0 + 0.0 == 0.0
+    for row in rows.items:
+        if row["weight_kg"] is not None:
+            row["weight_kg"] = row["weight_kg"] + 0.0
+    return rows_to_document(rows)
+
+
+# -- bulk loading ------------------------------------------------------------------------------
+
+_ROOT_SELECT = "SELECT " + ", ".join(ROOT_COLUMNS) + " FROM shipment"
+
+
+def _select_children(cursor: Any, table: str, columns: Sequence[str], order: str,
+                     keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    cursor.execute(
+        f"SELECT {', '.join(columns)} FROM {table} "
+        f"WHERE shipment_key IN ({placeholders(len(keys))}) ORDER BY shipment_key, {order}",
+        tuple(keys),
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows_as_dicts(cursor, cursor.fetchall()):
+        out.setdefault(row["shipment_key"], []).append(row)
+    return out
+
+
+def _assemble(cursor: Any, roots: list[dict[str, Any]]) -> list[Document]:
+    """Documents for root rows, in the roots' order: one query per child table."""
+    if not roots:
+        return []
+    keys = [r["shipment_key"] for r in roots]
+    parties = _select_children(cursor, "shipment_party", PARTY_COLUMNS, "role", keys)
+    items = _select_children(cursor, "shipment_item", ITEM_COLUMNS, "position", keys)
+    events = _select_children(cursor, "shipment_event", EVENT_COLUMNS, "position", keys)
+    return [
+        rows_to_document(Rows(
+            root=root,
+            parties=parties.get(root["shipment_key"], []),
+            items=items.get(root["shipment_key"], []),
+            events=events.get(root["shipment_key"], []),
+        ))
+        for root in roots
+    ]
+
+
+def load_documents(cursor: Any, keys: Iterable[str], *, batch_size: int = 500
+                   ) -> dict[str, Document]:
+    """Documents for `keys` (absent keys are left out), four queries per batch of keys.
+
+    For a consistent view across the four tables run it inside one transaction
+    (`lazyshift.core.mysql.read_snapshot`), as REPEATABLE READ gives one snapshot to all.
+    """
+    wanted = list(dict.fromkeys(keys))
+    out: dict[str, Document] = {}
+    for chunk in chunks(wanted, batch_size):
+        cursor.execute(
+            f"{_ROOT_SELECT} WHERE shipment_key IN ({placeholders(len(chunk))})", tuple(chunk)
+        )
+        roots = rows_as_dicts(cursor, cursor.fetchall())
+        for doc in _assemble(cursor, roots):
+            out[doc["key"]] = doc
+    return out
+
+
+def iter_documents(cursor: Any, after_key: str | None = None, limit: int | None = None, *,
+                   upper_key: str | None = None, batch_size: int = 500) -> Iterator[Document]:
+    """Documents in key order (binary = MongoDB's order) with after_key < key <= upper_key
+    (None = unbounded), at most `limit` of them; four queries per batch."""
+    remaining = limit
+    while remaining is None or remaining > 0:
+        n = batch_size if remaining is None else min(batch_size, remaining)
+        where, params = [], []
+        if after_key is not None:
+            where.append("shipment_key > %s")
+            params.append(after_key)
+        if upper_key is not None:
+            where.append("shipment_key <= %s")
+            params.append(upper_key)
+        sql = _ROOT_SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY shipment_key LIMIT {int(n)}"
+        cursor.execute(sql, tuple(params))
+        roots = rows_as_dicts(cursor, cursor.fetchall())
+        yield from _assemble(cursor, roots)
+        if len(roots) < n:
+            return
+        after_key = roots[-1]["shipment_key"]
+        if remaining is not None:
+            remaining -= len(roots)
