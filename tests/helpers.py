@@ -13,17 +13,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lazyshift import sourcelog
 from lazyshift.config import Settings
-from lazyshift.core.normalise import Malformed, normalise, parse_message
+from lazyshift.sourcelog import Expected, expected_state  # noqa: F401 (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 MOCK = REPO / "tools" / "mock-source" / "bin" / "mock-source.js"
 LAZYSHIFT = Path(sys.executable).parent / "lazyshift"
-MAX_MESSAGE_BYTES = 1 << 20
 
 
 def poll(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.05):
@@ -68,50 +67,7 @@ class MockSource:
 
 
 def dump(*args: str, partition: str | None = None) -> list[dict[str, Any]]:
-    gen_args = _generation_args(list(args))
-    if partition:
-        gen_args += ["--partition", partition]
-    out = subprocess.run(["node", str(MOCK), "dump", *gen_args], capture_output=True,
-                         text=True, check=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line]
-
-
-def _generation_args(args: list[str]) -> list[str]:
-    keep = {"--seed", "--count", "--sources", "--update-fraction", "--replay-fraction",
-            "--malformed-fraction"}
-    out = []
-    for flag, value in zip(args[::2], args[1::2], strict=False):
-        if flag in keep:
-            out += [flag, value]
-    return out
-
-
-@dataclass
-class Expected:
-    """What the store must hold after the whole log was consumed."""
-
-    docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> doc with version
-    dead_seqs: set[int] = field(default_factory=set)
-    emitted: int = 0
-
-
-def expected_state(messages: list[dict[str, Any]]) -> Expected:
-    exp = Expected(emitted=len(messages))
-    for m in messages:
-        raw = m["payload"].encode()
-        if len(raw) > MAX_MESSAGE_BYTES:
-            exp.dead_seqs.add(m["seq"])
-            continue
-        try:
-            doc = normalise(parse_message(raw))
-        except Malformed:
-            exp.dead_seqs.add(m["seq"])
-            continue
-        current = exp.docs.get(doc["key"])
-        if current is None or doc["source_rev"] > current["source_rev"]:
-            version = 1 if current is None else current["version"] + 1
-            exp.docs[doc["key"]] = {**doc, "version": version}
-    return exp
+    return sourcelog.dump(list(args), partition=partition)
 
 
 def run_cli(*args: str, settings: Settings | None = None, check: bool = True,

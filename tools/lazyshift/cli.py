@@ -147,6 +147,26 @@ def dev_status(ctx: Ctx, **kw: Any) -> None:
         sys.exit(EXIT_UNAVAILABLE)
 
 
+@dev.command("demo", context_settings={"ignore_unknown_options": True})
+@click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def dev_demo(ctx: Ctx, source_args: tuple[str, ...]) -> None:
+    """Run the main job on the running dev stack and reconcile it with the source's log.
+
+    SOURCE_ARGS (after `--`) must be the generation flags the stack's mock source was
+    started with (`make demo` passes the same ones to both).
+    """
+    from lazyshift.demo import print_checks, run_stage1
+
+    if "LAZYSHIFT_LOG_LEVEL" not in os.environ:
+        logs.set_level("WARNING")  # the reconciliation table is the output here
+    checks = run_stage1(ctx.settings(), list(source_args), console)
+    ctx.emit([c.__dict__ | {"ok": c.ok} for c in checks],
+             human=lambda: print_checks(checks, console))
+    if not all(c.ok for c in checks):
+        sys.exit(EXIT_DIFFERENCES)
+
+
 # -- client ---------------------------------------------------------------------------------
 @main.group()
 def client() -> None:

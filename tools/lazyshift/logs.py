@@ -34,3 +34,7 @@ def setup(level: str = "INFO") -> None:
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     _LOGGER.log(level, name, extra={"fields": fields})
+
+
+def set_level(level: str) -> None:
+    _LOGGER.setLevel(level)
