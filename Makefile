@@ -10,7 +10,10 @@ GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
 FERRETDB := $(GOBIN)/ferretdb
 export LAZYSHIFT_FERRETDB_BIN ?= $(FERRETDB)
 
-.PHONY: help deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
+.DEFAULT_GOAL := help
+-include mk/terraform.mk
+
+.PHONY: help deps test-deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
         test-node lint bench stack-up stack-down clean
 
 help:
@@ -20,6 +23,9 @@ help:
 	@echo "make lint   - ruff"
 
 deps: deps-apt deps-python deps-node deps-ferretdb
+
+# make test also needs checkov (its own venv) for the Terraform checks.
+test-deps: deps deps-terraform
 
 deps-apt:
 	@bash tools/bootstrap/apt.sh
@@ -44,7 +50,7 @@ deps-ferretdb:
 # Test stack: its own ports and state folder, so a developer's `make demo` stack is left alone.
 TEST_STACK := --state-dir $(STATE)/test --mysql-port 13306 --mongo-port 37017 --no-source
 
-test: deps
+test: test-deps
 	cd tools/mock-source && npm test --silent
 	$(VENV)/bin/ruff check tools tests
 	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null
@@ -71,4 +77,3 @@ stack-down:
 clean: stack-down
 	rm -rf $(STATE)
 
--include mk/*.mk

@@ -56,7 +56,7 @@ def test_applies_once_and_rerun_is_noop(settings, mysql_root):
 def test_seeds_control_plane(migrated, mysql_root):
     cur = mysql_root.cursor(dictionary=True)
     cur.execute("SELECT id, mode, epoch, state, target_mode, flip_epoch FROM lazyshift_control")
-    assert cur.fetchall() == [{"id": 1, "mode": "dual", "epoch": 1, "state": "stable",
+    assert cur.fetchall() == [{"id": 1, "mode": "mongo", "epoch": 1, "state": "stable",
                                "target_mode": None, "flip_epoch": None}]
     cur.execute("SELECT id, paused FROM backfill_control")
     assert cur.fetchall() == [{"id": 1, "paused": 0}]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -45,6 +45,9 @@ class SourceSettings(BaseModel):
 
 
 class ClientSettings(BaseModel):
+    # `mongo`: stage 1, the mode comes from here and no MySQL is used. `control`: from
+    # stage 2 on, follow the mode in MySQL's control table.
+    mode: Literal["mongo", "control"] = "mongo"
     http_port: int = 8380
     http_host: str = "127.0.0.1"
     # Fraction of reads in `dual` that are also read from MySQL and compared.

@@ -19,7 +19,7 @@ from lazyshift.client.consumer import Consumer, ConsumerOptions
 from lazyshift.client.source import Partition
 from lazyshift.config import Settings
 from lazyshift.core.mongo_store import DEAD_LETTERS, OFFSETS, MongoStore, connect
-from lazyshift.router import MongoSink
+from lazyshift.router import Router
 
 
 @dataclass
@@ -42,7 +42,7 @@ def run_stage1(settings: Settings, source_args: list[str], console: Console) -> 
     for name in (settings.mongo.collection, DEAD_LETTERS, OFFSETS):
         db.drop_collection(name)
     consumer = Consumer(
-        MongoSink(MongoStore(client, settings.mongo.database, settings.mongo.collection)),
+        Router(settings, MongoStore(client, settings.mongo.database, settings.mongo.collection)),
         ConsumerOptions(settings.source.host, settings.source.port, Partition(0, 1),
                         exit_at_end=True),
     )

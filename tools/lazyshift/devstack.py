@@ -130,6 +130,21 @@ class DevStack:
             stopped.append(comp.name)
         return stopped
 
+    def stop_component(self, name: str) -> bool:
+        """Stop one component this stack started (fault injection in tests, maintenance)."""
+        comp = {c.name: c for c in self.components()}[name]
+        if comp.pid() is None:
+            return False
+        subprocess.run(
+            ["start-stop-daemon", "--stop", "--pidfile", str(comp.pidfile), "--remove-pidfile",
+             "--retry", "TERM/20/KILL/5", "--quiet"], check=False,
+        )
+        return True
+
+    def start_component(self, name: str) -> None:
+        {"mysql": self._start_mysql, "mongo": self._start_ferretdb,
+         "source": self._start_source}[name]()
+
     def status(self) -> list[dict[str, object]]:
         rows = []
         for comp in self.components():

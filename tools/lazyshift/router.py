@@ -1,34 +1,428 @@
-"""What a write or a read does in the current mode.
+"""What a write or a read does in the current mode (DESIGN.md §1).
 
-Stage 1 (`mongo`) needs no MySQL: MongoDB holds documents, dead letters and offsets.
+- mongo: writes to MongoDB; reads from MongoDB.
+- dual: writes to MongoDB, then MySQL (a durable backlog when MySQL fails); reads from
+  MongoDB, with a configurable fraction also read from MySQL and compared (shadow read).
+- mysql-primary: writes to MySQL; a shipment MySQL has not seen is first migrated from
+  MongoDB (lazy migration on write). Reads from MySQL; on a miss from MongoDB, written into
+  MySQL through the guarded write (lazy migration on read), and returned.
+- mysql: MySQL only, no fallback.
+
+Every MySQL write is the guarded write; every write made under the control plane holds the
+control row's share lock for its duration, so a transition's drain waits for it and a write
+under an old epoch is refused by the database.
 """
 
 from __future__ import annotations
 
-from lazyshift.core.document import Document
+import contextlib
+import hashlib
+import json
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mysql.connector import Error as MySQLError
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from lazyshift import logs
+from lazyshift.config import Settings
+from lazyshift.control import read_state
+from lazyshift.core import mysql as my
+from lazyshift.core.document import Document, InvalidDocument
+from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
+from lazyshift.core.mapping import load_documents, normalize
 from lazyshift.core.mongo_store import MongoStore
+from lazyshift.core.mysql import read_snapshot, retrying
 
 MODES = ("mongo", "dual", "mysql-primary", "mysql")
+MYSQL_WRITES = ("mysql-primary", "mysql")
 
 
-class MongoSink:
-    """Stage 1: everything goes to MongoDB."""
+class Gate(Protocol):
+    """The client's hold on the control plane (client.follower.Follower implements it)."""
 
-    mode = "mongo"
+    mode_in_use: str | None
 
-    def __init__(self, store: MongoStore) -> None:
-        self.store = store
+    def gate(self) -> tuple[str, int]: ...  # wait until writes may go; (mode, epoch)
 
+    def release(self) -> None: ...  # the write in hand is done
+
+    def refresh_now(self) -> None: ...  # re-read the control row before the next gate
+
+    def lease_valid(self, epoch: int) -> bool: ...  # epoch current as of a recent read?
+
+
+class Unstorable(ValueError):
+    """A document the current mode's store cannot hold; the caller dead-letters it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StoreUnavailable(RuntimeError):
+    """The store a read needs is down; the read API answers 503 with this message."""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reads = Counter("lazyshift_reads", "Reads served", ["mode", "store", "result"],
+                             registry=r)
+        self.shadow = Counter("lazyshift_shadow_reads", "Dual-mode shadow comparisons by result",
+                              ["result"], registry=r)
+        self.lazy = Counter("lazyshift_lazy_migrations", "Shipments migrated lazily",
+                            ["path"], registry=r)
+        self.backlog = Gauge("lazyshift_dual_backlog", "Shipments waiting for their MySQL write",
+                             registry=r)
+        self.fenced = Counter("lazyshift_fenced_writes", "Writes refused by the epoch fence",
+                              registry=r)
+
+
+@dataclass
+class ReadResult:
+    doc: Document | None
+    mode: str
+    store: str  # where the answer came from: mongo, mysql, or mongo->mysql (lazy)
+
+
+class Router:
+    def __init__(self, settings: Settings, mongo: MongoStore, *,
+                 follower: Gate | None = None, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.mongo = mongo
+        self.follower = follower
+        self.metrics = metrics or Metrics()
+        self._writer: Any = None  # the consumer thread's MySQL connection
+        self._local = threading.local()  # read API threads' connections
+        self._shadow_rng = random.Random()
+        self.shadow_counts: dict[str, int] = {}  # reported in the heartbeat for the gate
+
+    @property
+    def mode(self) -> str:
+        if self.follower is None:
+            return "mongo"
+        return self.follower.mode_in_use or "mongo"
+
+    # -- connections ---------------------------------------------------------------------------
+    def writer_connection(self) -> Any:
+        if self._writer is None:
+            self._writer = my.connect(self.settings.mysql)
+        return self._writer
+
+    def writer_connection_id(self) -> int | None:
+        return None if self._writer is None else self._writer.connection_id
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(MySQLError):
+                self._writer.close()
+            self._writer = None
+
+    def _reader(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = my.connect(self.settings.mysql, autocommit=True)
+            self._local.conn = conn
+        return conn
+
+    def _drop_reader(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(MySQLError):
+                conn.close()
+
+    # -- the consumer's sink ---------------------------------------------------------------------
     def write(self, doc: Document) -> bool:
-        return self.store.apply_snapshot(doc).applied
+        if self.follower is None:
+            return self.mongo.apply_snapshot(doc).applied
+        while True:
+            mode, epoch = self.follower.gate()
+            try:
+                return self._write_in(mode, epoch, doc)
+            except Fenced as exc:
+                # Lost the race with a transition that began after our gate: nothing was
+                # written anywhere; re-read the control row and write in the new mode.
+                self.metrics.fenced.inc()
+                logs.event("write.fenced", key=doc["key"], reason=str(exc))
+                self.follower.refresh_now()
+            finally:
+                self.follower.release()
 
+    def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
+        if mode in MYSQL_WRITES:
+            return self._write_mysql(mode, epoch, doc)
+        # MongoDB cannot refuse a write from an old epoch, so the epoch and its lease are
+        # looked at again right before each request that changes MongoDB: a client stopped
+        # (SIGSTOP) since its gate finds them changed or expired when it resumes.
+        follower = self.follower
+        assert follower is not None
+
+        def still_current() -> None:
+            if not follower.lease_valid(epoch):
+                raise Fenced(f"epoch {epoch} is no longer current (or its lease expired)")
+
+        res = self.mongo.apply_snapshot(doc, before_write=still_current)
+        if not res.applied or mode == "mongo":
+            return res.applied
+        assert res.document is not None
+        self._dual_mysql_write(res.document, epoch)
+        return True
+
+    def _finish(self, commit: bool) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.commit() if commit else self._writer.rollback()
+        except MySQLError as exc:
+            logs.event("mysql.finish_failed", error=str(exc))
+            self._drop_writer()
+
+    def _dual_mysql_write(self, doc: Document, epoch: int) -> None:
+        """MongoDB (the truth) has `doc`; now MySQL, fenced by the epoch. Anything that stops
+        it — a transition that began meanwhile, MySQL down — queues the shipment in the
+        durable backlog before this write is acknowledged, so a flip flushes it first."""
+        key, version = doc["key"], doc["version"]
+        try:
+            conn = self.writer_connection()
+            conn.start_transaction()
+            apply_batch(conn.cursor(), [doc], epoch=epoch)
+            conn.commit()
+        except Fenced as exc:
+            self._finish(commit=False)
+            self.mongo.backlog_add(key, version, f"fenced: {exc}")
+            self.metrics.fenced.inc()
+            assert self.follower is not None
+            self.follower.refresh_now()
+        except InvalidDocument as exc:
+            self._finish(commit=False)
+            # MongoDB (the truth in dual) has it; MySQL cannot: recorded, verify reports it.
+            self._dead_letter_mysql("dual", f"key:{key}:{version}", None, key, exc.reason, doc)
+        except MySQLError as exc:
+            self._drop_writer()
+            self.mongo.backlog_add(key, version, str(exc)[:200])
+            logs.event("dual.queued", key=key, error=str(exc)[:200])
+
+    def _write_mysql(self, mode: str, epoch: int, doc: Document) -> bool:
+        key = doc["key"]
+        for attempt in retrying():
+            with attempt:
+                conn = self.writer_connection()
+                try:
+                    conn.start_transaction()
+                    cur = conn.cursor()
+                    check_epoch(cur, epoch)
+                    cur.execute("SELECT version, source_rev FROM shipment "
+                                "WHERE shipment_key = %s FOR UPDATE", (key,))
+                    row = cur.fetchone()
+                    if row is None and mode == "mysql-primary":
+                        row = self._migrate_on_write(cur, key)
+                    if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
+                        conn.commit()
+                        return False
+                    new = {**doc, "version": (row[0] if row else 0) + 1}
+                    try:
+                        apply_batch(cur, [new], written_epoch=epoch)
+                    except InvalidDocument as exc:
+                        raise Unstorable(exc.reason) from exc
+                    conn.commit()
+                    return True
+                except BaseException as exc:
+                    if my.is_connection_lost(exc):
+                        self._drop_writer()
+                    else:
+                        self._finish(commit=False)
+                    raise
+        raise AssertionError("unreachable")
+
+    def _migrate_on_write(self, cur: Any, key: str) -> tuple[int, int] | None:
+        """An update for a shipment MySQL has not seen: bring MongoDB's version over first."""
+        old = self.mongo.get(key)
+        if old is None:
+            return None
+        try:
+            apply_batch(cur, [old])
+            self.metrics.lazy.labels("write").inc()
+        except InvalidDocument as exc:
+            self._dead_letter_mysql("lazy", f"key:{key}:{old['version']}", None, key,
+                                    exc.reason, old, cursor=cur)
+        return int(old["version"]), int(old["source_rev"])
+
+    # -- dead letters and offsets ------------------------------------------------------------
     def dead_letter(self, *, reason: str, category: str, raw: bytes, seq: int | None,
                     key: str | None) -> bool:
-        return self.store.dead_letter(origin="stream", reason=reason, category=category,
-                                      raw=raw, seq=seq, key=key)
+        if self.mode not in MYSQL_WRITES:
+            return self.mongo.dead_letter(origin="stream", reason=reason, category=category,
+                                          raw=raw, seq=seq, key=key)
+        dedup = f"seq:{seq}" if seq is not None else None
+        return self._dead_letter_mysql("stream", dedup, seq, key, f"{category}: {reason}",
+                                       raw.decode("utf-8", errors="replace"))
+
+    def _dead_letter_mysql(self, origin: str, dedup: str | None, seq: int | None,
+                           key: str | None, reason: str, payload: Any,
+                           cursor: Any = None) -> bool:
+        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+        dedup = dedup or "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        sql = ("INSERT IGNORE INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
+               "reason, payload, created_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))")
+        args = (origin, dedup[:191], seq, key[:96] if key else None, reason, text)
+        if cursor is not None:  # inside the caller's transaction
+            cursor.execute(sql, args)
+            return cursor.rowcount == 1
+        conn = self.writer_connection()
+        if conn.in_transaction:
+            cur = conn.cursor()
+            cur.execute(sql, args)
+            return cur.rowcount == 1
+        conn.start_transaction()
+        cur = conn.cursor()
+        cur.execute(sql, args)
+        conn.commit()
+        return cur.rowcount == 1
 
     def load_offset(self, partition: str) -> int:
-        return self.store.load_offset(partition)
+        best = 0
+        try:
+            best = self.mongo.load_offset(partition)
+        except Exception as exc:  # noqa: BLE001 - MongoDB may be gone in stage 5
+            if self.follower is None:
+                raise
+            logs.event("offset.mongo_unavailable", error=str(exc))
+        if self.follower is not None:
+            conn = self.writer_connection()
+            conn.start_transaction()
+            cur = conn.cursor()
+            cur.execute("SELECT seq FROM client_offset WHERE partition_spec = %s", (partition,))
+            row = cur.fetchone()
+            conn.commit()
+            best = max(best, int(row[0]) if row else 0)
+        return best
 
     def save_offset(self, partition: str, seq: int) -> None:
-        self.store.save_offset(partition, seq)
+        if self.mode not in MYSQL_WRITES:
+            self.mongo.save_offset(partition, seq)
+            return
+        conn = self.writer_connection()
+        conn.start_transaction()
+        cur = conn.cursor()
+        cur.execute(
+            "INSERT INTO client_offset (partition_spec, seq, updated_at) VALUES "
+            "(%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
+            "seq = GREATEST(seq, VALUES(seq)), updated_at = VALUES(updated_at)",
+            (partition, seq),
+        )
+        conn.commit()
+
+    def idle(self) -> None:
+        """Between messages: retry the dual-write backlog while MySQL is reachable."""
+        if self.follower is None or self.mode not in ("dual", "mysql-primary"):
+            return
+        keys = self.mongo.backlog_keys(limit=200)
+        self.metrics.backlog.set(len(keys))
+        for key in keys:
+            mode, epoch = self.follower.gate()
+            try:
+                if mode not in ("dual", "mysql-primary"):
+                    return
+                doc = self.mongo.get(key)
+                if doc is not None:
+                    guarded_write(self.writer_connection(), doc, epoch=epoch)
+                self.mongo.backlog_remove(key)
+            except Fenced:
+                self.follower.refresh_now()
+                return
+            except InvalidDocument as exc:
+                self._dead_letter_mysql("dual", f"key:{key}", None, key, exc.reason,
+                                        self.mongo.get(key))
+                self.mongo.backlog_remove(key)
+            except MySQLError as exc:
+                logs.event("backlog.retry_failed", error=str(exc), key=key)
+                self._drop_writer()
+                return
+            finally:
+                self.follower.release()
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, key: str) -> ReadResult:
+        if self.follower is None:
+            doc = self.mongo.get(key)
+            self.metrics.reads.labels("mongo", "mongo", _hit(doc)).inc()
+            return ReadResult(doc, "mongo", "mongo")
+        try:
+            return self._read_controlled(key)
+        except MySQLError as exc:
+            self._drop_reader()
+            raise StoreUnavailable(f"MySQL is unreachable: {exc}") from exc
+
+    def _read_controlled(self, key: str) -> ReadResult:
+        conn = self._reader()
+        # The control row is read for every request (a primary-key lookup), so a read never
+        # uses a mode older than the last committed transition: no stale read after a flip.
+        st = read_state(conn.cursor())
+        mode = st.mode
+        if mode in ("mongo", "dual"):
+            doc = self.mongo.get(key)
+            if mode == "dual" and doc is not None and (
+                    self._shadow_rng.random() < self.settings.client.shadow_read_fraction):
+                self._shadow_compare(conn, doc)
+            self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
+            return ReadResult(doc, mode, "mongo")
+        with read_snapshot(conn):
+            doc = load_documents(conn.cursor(), [key]).get(key)
+        if doc is not None or mode == "mysql":
+            self.metrics.reads.labels(mode, "mysql", _hit(doc)).inc()
+            return ReadResult(doc, mode, "mysql")
+        old = self.mongo.get(key)  # MongoDB is read-only now: its copy is the latest
+        if old is None:
+            self.metrics.reads.labels(mode, "mongo", "miss").inc()
+            return ReadResult(None, mode, "mongo")
+        try:
+            if guarded_write(conn, old, epoch=st.epoch):
+                self.metrics.lazy.labels("read").inc()
+        except Fenced:
+            pass  # a transition is draining: answer from MongoDB now, migrate on a later read
+        except InvalidDocument as exc:
+            self._dead_letter_reader(conn, key, old, exc.reason)
+        self.metrics.reads.labels(mode, "mongo->mysql", "hit").inc()
+        return ReadResult(old, mode, "mongo->mysql")
+
+    def _dead_letter_reader(self, conn: Any, key: str, doc: Document, reason: str) -> None:
+        conn.start_transaction()
+        cur = conn.cursor()
+        cur.execute(
+            "INSERT IGNORE INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
+            "reason, payload, created_at) VALUES ('lazy', %s, NULL, %s, %s, %s, "
+            "UTC_TIMESTAMP(6))",
+            (f"key:{key}:{doc['version']}", key, reason, json.dumps(doc, default=str)),
+        )
+        conn.commit()
+
+    def _shadow_compare(self, conn: Any, doc: Document) -> None:
+        try:
+            with read_snapshot(conn):
+                mine = load_documents(conn.cursor(), [doc["key"]]).get(doc["key"])
+            result = shadow_result(doc, mine)
+        except InvalidDocument:
+            result = "unmappable"
+        self.metrics.shadow.labels(result).inc()
+        self.shadow_counts[result] = self.shadow_counts.get(result, 0) + 1
+        if result not in ("match", "behind-in-flight"):
+            logs.event("shadow.mismatch", key=doc["key"], result=result)
+
+
+def shadow_result(mongo_doc: Document, mysql_doc: Document | None) -> str:
+    if mysql_doc is None:
+        return "missing"
+    if mysql_doc["version"] < mongo_doc["version"]:
+        return "stale"
+    if mysql_doc["version"] > mongo_doc["version"]:
+        return "ahead"
+    return "match" if normalize(mongo_doc) == mysql_doc else "different"
+
+
+def _hit(doc: Document | None) -> str:
+    return "hit" if doc is not None else "miss"

@@ -14,14 +14,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from mysql.connector import Error as MySQLError
 from pymongo.errors import PyMongoError
 from tenacity import wait_exponential_jitter
 
 from lazyshift import logs
+from lazyshift.client.follower import Stopped
 from lazyshift.client.source import Partition, SourceConnection
 from lazyshift.core.document import Document
 from lazyshift.core.framing import Frame, FramingError, OversizedFrame
 from lazyshift.core.normalise import Malformed, normalise, parse_message, recover_seq
+from lazyshift.router import Unstorable
 
 MAX_MESSAGE_BYTES = 1 << 20
 OFFSET_FLUSH_EVERY_S = 0.5
@@ -39,6 +42,8 @@ class Sink(Protocol):
     def load_offset(self, partition: str) -> int: ...
 
     def save_offset(self, partition: str, seq: int) -> None: ...
+
+    def idle(self) -> None: ...  # called between messages when the source is quiet
 
 
 @dataclass
@@ -66,7 +71,7 @@ class ConsumerOptions:
 
 
 # Failures after which the consumer reconnects (to the source and to its stores) and resumes.
-TRANSIENT = (OSError, ConnectionError, FramingError, PyMongoError)
+TRANSIENT = (OSError, ConnectionError, FramingError, PyMongoError, MySQLError)
 
 
 class Consumer:
@@ -97,12 +102,16 @@ class Consumer:
                     logs.event("source.connected", partition=self._partition,
                                from_seq=self._stored_offset)
                     for item in conn.frames(self.stop):
-                        if item is not None:
+                        if item is None:
+                            self.sink.idle()
+                        else:
                             attempt = 0
                             self._handle(item)
                         self._maybe_flush()
                         if self.finished:
                             break
+            except Stopped:
+                break
             except TRANSIENT as exc:
                 if self.stop.is_set():
                     break
@@ -143,7 +152,12 @@ class Consumer:
             self._reject(raw, seq, exc.category, exc.reason, counted=True,
                          key=_key_hint(msg))
             return
-        if self.sink.write(doc):
+        try:
+            applied = self.sink.write(doc)
+        except Unstorable as exc:
+            self._reject(raw, seq, "unmappable", exc.reason, counted=True, key=doc["key"])
+            return
+        if applied:
             self.counters.stored += 1
         else:
             self.counters.stale += 1

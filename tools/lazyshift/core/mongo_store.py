@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,8 @@ from lazyshift.core.document import Document
 SHIPMENTS = "shipments"
 DEAD_LETTERS = "dead_letters"
 OFFSETS = "client_offsets"
+# Dual-write: shipments whose MySQL write failed, retried until MySQL has them.
+BACKLOG = "mysql_backlog"
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,21 @@ class MongoStore:
         self.shipments: Collection = self.db[collection]
         self.dead_letters: Collection = self.db[DEAD_LETTERS]
         self.offsets: Collection = self.db[OFFSETS]
+        self.backlog: Collection = self.db[BACKLOG]
         self.ferretdb = "ferretdbVersion" in client.admin.command("buildInfo")
 
-    def apply_snapshot(self, doc: Document) -> MongoWrite:
-        """Upsert `doc` (no `version` key) if its source_rev is newer than the stored one."""
+    def apply_snapshot(self, doc: Document,
+                       before_write: Callable[[], None] | None = None) -> MongoWrite:
+        """Upsert `doc` (no `version` key) if its source_rev is newer than the stored one.
+
+        `before_write` runs right before each request that changes the collection: it is the
+        caller's last chance to refuse (a fencing check), as late as MongoDB allows.
+        """
         body = {k: v for k, v in doc.items() if k not in ("_id", "version")}
+        check = before_write or (lambda: None)
         if self.ferretdb:
-            return self._apply_snapshot_id_only(doc["_id"], body)
+            return self._apply_snapshot_id_only(doc["_id"], body, check)
+        check()
         try:
             stored = self.shipments.find_one_and_update(
                 {"_id": doc["_id"], "source_rev": {"$lt": doc["source_rev"]}},
@@ -80,11 +91,13 @@ class MongoStore:
             return MongoWrite(False, None, None)
         return MongoWrite(True, stored["version"], stored)
 
-    def _apply_snapshot_id_only(self, key: str, body: dict[str, Any]) -> MongoWrite:
+    def _apply_snapshot_id_only(self, key: str, body: dict[str, Any],
+                                check: Callable[[], None]) -> MongoWrite:
         # Insert first: most messages of a live stream create shipments, and a duplicate-key
         # refusal is cheap, while a find that misses scans (13 ms at ~700 documents).
         new = {"_id": key, **body, "version": 1}
         try:
+            check()
             self.shipments.insert_one(new)
             return MongoWrite(True, 1, new)
         except DuplicateKeyError:
@@ -95,6 +108,7 @@ class MongoStore:
         if current.get("source_rev", -1) >= body["source_rev"]:
             return MongoWrite(False, current.get("version"), None)
         new["version"] = current.get("version", 0) + 1
+        check()
         self.shipments.replace_one({"_id": key}, new)
         return MongoWrite(True, new["version"], new)
 
@@ -142,3 +156,20 @@ class MongoStore:
     def save_offset(self, partition: str, seq: int) -> None:
         # $max: a slower writer can never move the offset backwards.
         self.offsets.update_one({"_id": partition}, {"$max": {"seq": seq}}, upsert=True)
+
+    # -- dual-write backlog ------------------------------------------------------------------
+    def backlog_add(self, key: str, version: int, reason: str) -> None:
+        self.backlog.replace_one(
+            {"_id": key},
+            {"_id": key, "version": version, "reason": reason, "queued_at": datetime.now(UTC)},
+            upsert=True,
+        )
+
+    def backlog_keys(self, limit: int = 500) -> list[str]:
+        return [d["_id"] for d in self.backlog.find({}, {"_id": 1}).limit(limit)]
+
+    def backlog_remove(self, key: str) -> None:
+        self.backlog.delete_one({"_id": key})
+
+    def backlog_size(self) -> int:
+        return self.backlog.count_documents({})

@@ -110,9 +110,11 @@ CREATE TABLE IF NOT EXISTS lazyshift_control (
   CONSTRAINT ck_control_state CHECK (state IN ('stable', 'draining'))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- Stage 2 (dual-write) is when MySQL appears, so that is the mode the control plane starts in.
+-- The control plane starts where the service is when MySQL is installed: stage 1, `mongo`.
+-- Clients deployed with MySQL settings follow this row from then on; `lazyshift mode set
+-- dual` is the fenced step into stage 2.
 INSERT IGNORE INTO lazyshift_control (id, mode, epoch, state, changed_at, note)
-VALUES (1, 'dual', 1, 'stable', UTC_TIMESTAMP(6), 'seeded by migration 0001');
+VALUES (1, 'mongo', 1, 'stable', UTC_TIMESTAMP(6), 'seeded by migration 0001');
 
 CREATE TABLE IF NOT EXISTS client_heartbeat (
   client_id      VARCHAR(64)  NOT NULL,
@@ -121,6 +123,9 @@ CREATE TABLE IF NOT EXISTS client_heartbeat (
   partition_spec VARCHAR(32)  NULL,
   mode           VARCHAR(16)  NULL,
   acked_epoch    BIGINT       NULL,
+  -- CONNECTION_ID() of the client's write connection: `mode set` kills it when a client
+  -- stops answering while holding the control row's share lock (SIGSTOP, a hung host).
+  mysql_connection_id BIGINT  NULL,
   last_seen      DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   stats          JSON         NULL,
   PRIMARY KEY (client_id),

@@ -1,0 +1,55 @@
+"""Fixtures for the Terraform tests; helpers live in tfhelpers.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tfhelpers import DEFAULT_PLUGIN_MIRROR, ROOT_MODULES, copy_terraform_tree, run, terraform_bin
+
+
+@pytest.fixture(scope="session")
+def tf_env(tmp_path_factory) -> dict[str, str]:
+    """Environment for terraform: offline provider installation from the mirror."""
+    mirror = os.environ.get("TF_PLUGIN_MIRROR", DEFAULT_PLUGIN_MIRROR)
+    if not (Path(mirror) / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        pytest.fail(
+            f"no hashicorp/aws provider under the plugin mirror {mirror} "
+            "(set TF_PLUGIN_MIRROR to a filesystem mirror)"
+        )
+    cfg_dir = tmp_path_factory.mktemp("tfcli")
+    cli_config = cfg_dir / "terraform.rc"
+    cli_config.write_text(
+        f"provider_installation {{\n  filesystem_mirror {{\n    path    = {mirror!r}\n".replace(
+            "'", '"'
+        )
+        + '    include = ["registry.terraform.io/hashicorp/*"]\n'
+        "  }\n"
+        "  direct {\n"
+        '    exclude = ["registry.terraform.io/hashicorp/*"]\n'
+        "  }\n"
+        "}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_VAR_", "AWS_"))}
+    env.update(
+        {
+            "TF_CLI_CONFIG_FILE": str(cli_config),
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            "CHECKPOINT_DISABLE": "1",
+        }
+    )
+    env.pop("TF_DATA_DIR", None)
+    env.pop("TF_WORKSPACE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tf_copy(tmp_path_factory, tf_env) -> Path:
+    """A scratch copy of terraform/ with every root module initialised (-backend=false)."""
+    tf = terraform_bin()
+    root = copy_terraform_tree(tmp_path_factory.mktemp("tfcopy"))
+    for module in ROOT_MODULES:
+        run([tf, "init", "-backend=false", "-input=false", "-no-color"], root / module, tf_env)
+    return root

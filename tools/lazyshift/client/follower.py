@@ -1,0 +1,165 @@
+"""A client's side of the control plane: follow the mode, heartbeat, acknowledge epochs.
+
+The consumer thread brackets every write with `gate()` ... `release()`. `gate()` returns the
+mode and epoch to write in, waiting while a transition drains or while the client's lease
+(its last successful read of the control row) is older than half the heartbeat timeout.
+An epoch is acknowledged only while no write is in hand, so an acknowledgement means
+"I will not write under the old epoch again".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mysql.connector import Error as MySQLError
+
+from lazyshift import logs
+from lazyshift.config import Settings
+from lazyshift.control import ControlState, read_state
+from lazyshift.core import mysql as my
+
+
+class Stopped(Exception):
+    """The client is shutting down while waiting at the gate."""
+
+
+def default_client_id(partition: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{partition}"[:64]
+
+
+class Follower:
+    def __init__(self, settings: Settings, client_id: str, partition: str,
+                 stop: threading.Event, stats: Callable[[], dict[str, Any]] | None = None,
+                 write_connection_id: Callable[[], int | None] | None = None) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.partition = partition
+        self.stop = stop
+        self.stats = stats or (lambda: {})
+        self.write_connection_id = write_connection_id or (lambda: None)
+        self.poll_s = settings.client.poll_interval_s
+        self.lease_s = settings.client.heartbeat_timeout_s / 2
+        self._cond = threading.Condition()
+        self._state: ControlState | None = None
+        self._last_ok = float("-inf")
+        self._busy = False
+        self.acked_epoch = 0
+        self.mode_in_use: str | None = None
+        self._conn: Any = None
+        self._thread = threading.Thread(target=self._loop, name="control-follower", daemon=True)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._thread.join(timeout)
+        if self._conn is not None:
+            with contextlib.suppress(MySQLError):
+                self._conn.close()
+
+    # -- consumer side -----------------------------------------------------------------------
+    def gate(self) -> tuple[str, int]:
+        """Wait until a write may proceed; return (mode, epoch) to write in."""
+        with self._cond:
+            while True:
+                st = self._state
+                if st is not None and time.monotonic() - self._last_ok < self.lease_s:
+                    if st.epoch != self.acked_epoch:
+                        self.acked_epoch = st.epoch  # nothing in hand: safe to acknowledge
+                        self._cond.notify_all()  # let the poller write the ack now
+                    if st.stable:
+                        self._busy = True
+                        self.mode_in_use = st.mode
+                        return st.mode, st.epoch
+                if self.stop.is_set():
+                    raise Stopped()
+                self._cond.wait(0.02)
+
+    def release(self) -> None:
+        with self._cond:
+            self._busy = False
+
+    def refresh_now(self) -> None:
+        """After a Fenced write: re-read the control row before the next gate."""
+        with self._cond:
+            self._last_ok = float("-inf")
+            self._cond.notify_all()
+
+    def lease_valid(self, epoch: int) -> bool:
+        """Is `epoch` still the current, stable epoch as of a recent read of the control row?
+        (After a SIGSTOP the poller may refresh first: fresh, but a newer epoch.)"""
+        with self._cond:
+            st = self._state
+            return (st is not None and st.epoch == epoch and st.stable
+                    and time.monotonic() - self._last_ok < self.lease_s)
+
+    def snapshot(self) -> ControlState | None:
+        with self._cond:
+            return self._state
+
+    # -- poller --------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                if self._conn is None:
+                    self._conn = my.connect(self.settings.mysql, autocommit=True)
+                cur = self._conn.cursor()
+                st = read_state(cur)
+                with self._cond:
+                    self._state = st
+                    self._last_ok = time.monotonic()
+                    if not self._busy and st.epoch != self.acked_epoch:
+                        self.acked_epoch = st.epoch
+                    acked = self.acked_epoch
+                    self._cond.notify_all()
+                self._beat(cur, acked)
+                cur.close()
+                if failures:
+                    logs.event("control.reconnected", client_id=self.client_id)
+                failures = 0
+            except MySQLError as exc:
+                failures += 1
+                if failures == 1:
+                    logs.event("control.unreachable", error=str(exc), client_id=self.client_id)
+                if self._conn is not None:
+                    with contextlib.suppress(MySQLError):
+                        self._conn.close()
+                self._conn = None
+            with self._cond:
+                draining = self._state is not None and not self._state.stable
+                pending = self._state is not None and self._state.epoch != self.acked_epoch
+                # Poll fast while a transition drains so acks and resumption are prompt.
+                self._cond.wait(0.02 if (draining or pending) else self.poll_s)
+
+    def _beat(self, cur: Any, acked: int) -> None:
+        cur.execute(
+            "INSERT INTO client_heartbeat (client_id, host, pid, partition_spec, mode, "
+            "acked_epoch, mysql_connection_id, last_seen, stats) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s) ON DUPLICATE KEY UPDATE "
+            "host = VALUES(host), pid = VALUES(pid), partition_spec = VALUES(partition_spec), "
+            "mode = VALUES(mode), acked_epoch = VALUES(acked_epoch), "
+            "mysql_connection_id = VALUES(mysql_connection_id), last_seen = VALUES(last_seen), "
+            "stats = VALUES(stats)",
+            (self.client_id, socket.gethostname(), os.getpid(), self.partition,
+             self.mode_in_use, acked, self.write_connection_id(),
+             json.dumps(self.stats(), default=str)),
+        )
+
+    def deregister(self) -> None:
+        """On a clean exit: leave the heartbeat table so transitions do not wait for us."""
+        try:
+            conn = my.connect(self.settings.mysql, autocommit=True)
+            cur = conn.cursor()
+            cur.execute("DELETE FROM client_heartbeat WHERE client_id = %s", (self.client_id,))
+            conn.close()
+        except MySQLError as exc:
+            logs.event("control.deregister_failed", error=str(exc))
