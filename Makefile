@@ -68,6 +68,13 @@ demo: deps
 	$(LAZYSHIFT) dev up -- $(DEMO_SOURCE_ARGS)
 	$(LAZYSHIFT) dev demo -- $(DEMO_SOURCE_ARGS)
 
+# Benchmarks (never part of make test): results merge into bench/results.json.
+BENCH_DOCS ?= 100000
+bench: deps
+	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null
+	$(PY) bench/bench_modes.py
+	$(PY) bench/bench_data.py --docs $(BENCH_DOCS)
+
 stack-up: deps
 	$(LAZYSHIFT) dev up
 

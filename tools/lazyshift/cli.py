@@ -247,7 +247,8 @@ def client_run(ctx: Ctx, partition: str, mode_source: str | None, source_host: s
     if settings.client.http_port >= 0:
         try:
             api = ReadAPI(router, settings.client.http_host, settings.client.http_port,
-                          health=lambda: {"counters": consumer.counters.as_dict()})
+                          health=lambda: {"counters": consumer.counters.as_dict()},
+                          counters=consumer.counters.as_dict)
         except OSError as exc:
             raise click.UsageError(
                 f"cannot serve the read API on {settings.client.http_host}:"

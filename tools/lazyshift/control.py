@@ -99,11 +99,12 @@ def check_rung(current: str, target: str) -> int:
 def clients(cursor: Any, heartbeat_timeout_s: float) -> list[dict[str, Any]]:
     cursor.execute(
         "SELECT client_id, host, pid, partition_spec, mode, acked_epoch, mysql_connection_id, "
-        "last_seen, TIMESTAMPDIFF(MICROSECOND, last_seen, UTC_TIMESTAMP(6)) / 1e6 AS age_s "
+        "stats, last_seen, TIMESTAMPDIFF(MICROSECOND, last_seen, UTC_TIMESTAMP(6)) / 1e6 AS age_s "
         "FROM client_heartbeat ORDER BY client_id"
     )
     rows = rows_as_dicts(cursor, cursor.fetchall())
     for r in rows:
+        r["stats"] = my.parse_json(r["stats"]) if r.get("stats") is not None else None
         r["age_s"] = float(r["age_s"])
         r["live"] = r["age_s"] <= heartbeat_timeout_s
     return rows

@@ -23,9 +23,11 @@ from lazyshift.router import Router, StoreUnavailable
 
 class ReadAPI:
     def __init__(self, router: Router, host: str, port: int,
-                 health: Any = None) -> None:
+                 health: Any = None, counters: Any = None) -> None:
         self.router = router
         self.health = health or (lambda: {})
+        if counters is not None:
+            router.metrics.registry.register(_CountersCollector(counters))
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,3 +89,25 @@ class ReadAPI:
             req.send_header(k, v)
         req.end_headers()
         req.wfile.write(data)
+
+
+class _CountersCollector:
+    """The stream consumer's counters as Prometheus metrics, read at scrape time."""
+
+    def __init__(self, counters: Any) -> None:
+        self.counters = counters
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        c = self.counters()
+        for name in ("received", "stored", "stale", "dead_lettered", "reconnects"):
+            yield CounterMetricFamily(f"lazyshift_stream_{name}", f"Stream messages: {name}",
+                                      value=c[name])
+        yield GaugeMetricFamily("lazyshift_stream_last_seq", "Last source sequence handled",
+                                value=c["last_seq"])
+        dead = CounterMetricFamily("lazyshift_stream_dead_letters_by_category",
+                                   "Dead-lettered messages by category", labels=["category"])
+        for cat, n in c["dead_letter_categories"].items():
+            dead.add_metric([cat], n)
+        yield dead

@@ -54,6 +54,8 @@ class Counters:
     dead_lettered: int = 0
     reconnects: int = 0
     last_seq: int = 0
+    # Seconds from the first message handled to the last: ingest rate = received / this.
+    busy_s: float = 0.0
     dead_letter_categories: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -88,6 +90,7 @@ class Consumer:
         self._last_flush = time.monotonic()
         self._since_flush = 0
         self.finished = False  # saw the source's end marker
+        self._first_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Counters:
@@ -126,6 +129,15 @@ class Consumer:
 
     # -- one frame -----------------------------------------------------------------------------
     def _handle(self, item: Frame | OversizedFrame) -> None:
+        now = time.monotonic()
+        if self._first_at is None:
+            self._first_at = now
+        try:
+            self._handle_frame(item)
+        finally:
+            self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
+
+    def _handle_frame(self, item: Frame | OversizedFrame) -> None:
         if isinstance(item, OversizedFrame):
             self._reject(item.head, recover_seq(item.head), "oversized",
                          f"frame of {item.length} bytes exceeds the read buffer; head kept")
