@@ -12,6 +12,7 @@ export LAZYSHIFT_FERRETDB_BIN ?= $(FERRETDB)
 
 .DEFAULT_GOAL := help
 -include mk/terraform.mk
+-include mk/infra.mk
 
 .PHONY: help deps test-deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
         test-node lint bench stack-up stack-down clean
@@ -25,7 +26,7 @@ help:
 deps: deps-apt deps-python deps-node deps-ferretdb
 
 # make test also needs checkov (its own venv) for the Terraform checks.
-test-deps: deps deps-terraform
+test-deps: deps deps-terraform deps-infra
 
 deps-apt:
 	@bash tools/bootstrap/apt.sh
