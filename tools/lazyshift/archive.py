@@ -1,0 +1,280 @@
+"""Archive the MongoDB collection before it is removed (stage 5).
+
+An archive is a folder (or an S3 prefix) with two files:
+- `shipments.jsonl.gz`: one canonical JSON document per line (JSON form, sorted keys, UTF-8),
+  lines sorted by `_id` (MongoDB's binary order), gzip-compressed;
+- `manifest.json`: count, sha256 of the uncompressed content (the lines in key order),
+  sha256 and size of the .gz file, created_at, the source URI without credentials.
+It is written streaming (one sorted cursor; for S3 a local temporary file uploaded by
+boto3's multipart transfer), never holding the collection in memory, and recorded in
+MySQL's `archive_record`. `ArchiveSource` reads it back for `verify --against-archive`,
+checking both checksums as it goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from lazyshift.config import Settings
+from lazyshift.core import document
+from lazyshift.core.document import Document
+from lazyshift.core.mysql import connect, dump_json
+from lazyshift.dataops import doc_json, mongo_client, redact_uri, shipments
+
+DATA_FILE = "shipments.jsonl.gz"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "lazyshift-archive/1"
+CHUNK = 1 << 20
+
+
+class ArchiveError(RuntimeError):
+    """The archive cannot be written or read; the message says why."""
+
+
+# -- locations -----------------------------------------------------------------------------
+
+
+class Location:
+    """A local folder or an S3 prefix holding the two archive files."""
+
+    def __init__(self, target: str, s3_endpoint: str | None = None) -> None:
+        self.target = target
+        self.s3_endpoint = s3_endpoint
+        if target.startswith("s3://"):
+            bucket, _, prefix = target[5:].partition("/")
+            if not bucket:
+                raise ArchiveError(f"{target}: expected s3://bucket/prefix")
+            self.bucket, self.prefix = bucket, prefix.strip("/")
+            import boto3
+
+            self.s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+        else:
+            self.bucket = None
+            self.dir = Path(target)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.bucket is not None
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def exists(self, name: str) -> bool:
+        if not self.is_s3:
+            return (self.dir / name).exists()
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self._key(name))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise ArchiveError(f"{self.target}: {exc}") from exc
+
+    def put_file(self, name: str, path: Path) -> None:
+        if self.is_s3:
+            self.s3.upload_file(str(path), self.bucket, self._key(name))
+        else:
+            os.replace(path, self.dir / name)
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        if self.is_s3:
+            self.s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+        else:
+            tmp = self.dir / f".{name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, self.dir / name)
+
+    def open(self, name: str) -> IO[bytes]:
+        try:
+            if self.is_s3:
+                return self.s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+            return open(self.dir / name, "rb")  # noqa: SIM115 - the caller closes it
+        except Exception as exc:  # noqa: BLE001 - any storage error: the archive is unreadable
+            raise ArchiveError(f"{self.target}: cannot read {name}: {exc}") from exc
+
+    def describe(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self._key(name)}" if self.is_s3 else str(self.dir / name)
+
+
+class _HashingWriter(io.RawIOBase):
+    """A file wrapper that hashes and counts what goes through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+
+# -- write ---------------------------------------------------------------------------------
+
+
+def archive(settings: Settings, target: str, *, s3_endpoint: str | None = None,
+            force: bool = False) -> dict[str, Any]:
+    """Export the collection to `target`; the manifest (also recorded in MySQL)."""
+    loc = Location(target, s3_endpoint)
+    if not loc.is_s3:
+        loc.dir.mkdir(parents=True, exist_ok=True)
+    if loc.exists(MANIFEST_FILE) and not force:
+        raise ArchiveError(f"{loc.describe(MANIFEST_FILE)} exists: an archive is already there "
+                           "(use --force to overwrite)")
+    tmp_dir = None if loc.is_s3 else loc.dir
+    content_sha = hashlib.sha256()
+    count = 0
+    client = mongo_client(settings)
+    fd, tmp_name = tempfile.mkstemp(prefix=".shipments.", suffix=".tmp", dir=tmp_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) as gz:  # type: ignore[arg-type]
+                # ONE sorted cursor over the collection (every _id type, MongoDB's order).
+                for doc in shipments(client, settings).find({}).sort("_id", 1).batch_size(1000):
+                    line = (doc_json(doc) + "\n").encode("utf-8", "surrogatepass")
+                    content_sha.update(line)
+                    gz.write(line)
+                    count += 1
+        loc.put_file(DATA_FILE, tmp)
+    finally:
+        client.close()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    manifest = {
+        "format": FORMAT,
+        "location": loc.target,
+        "data_file": DATA_FILE,
+        "count": count,
+        "sha256": content_sha.hexdigest(),
+        "gz_sha256": hashing.sha.hexdigest(),
+        "gz_bytes": hashing.size,
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "source": f"{redact_uri(settings.mongo.uri)}"
+                  f"{settings.mongo.database}.{settings.mongo.collection}",
+    }
+    loc.put_bytes(MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+    conn = connect(settings.mysql, autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute("INSERT INTO archive_record (location, doc_count, sha256, manifest, "
+                    "created_at) VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                    (loc.target, count, manifest["sha256"], dump_json(manifest)))
+        manifest["record_id"] = cur.lastrowid
+        cur.close()
+    finally:
+        conn.close()
+    return manifest
+
+
+# -- read ----------------------------------------------------------------------------------
+
+
+def read_manifest(loc: Location) -> dict[str, Any]:
+    with contextlib.closing(loc.open(MANIFEST_FILE)) as fh:
+        try:
+            manifest = json.loads(fh.read())
+        except ValueError as exc:
+            raise ArchiveError(f"{loc.describe(MANIFEST_FILE)}: not JSON: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise ArchiveError(f"{loc.describe(MANIFEST_FILE)}: unknown format "
+                           f"{manifest.get('format')!r}")
+    return manifest
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self.raw.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        self.sha.update(data)
+        self.size += n
+        return n
+
+
+class ArchiveSource:
+    """An archive as the source side of `verify` (sorted documents, checksums checked)."""
+
+    def __init__(self, target: str, s3_endpoint: str | None = None) -> None:
+        self.loc = Location(target, s3_endpoint)
+        self.manifest = read_manifest(self.loc)
+        self.name = f"archive:{target}"
+        self.errors: list[str] = []
+        self.finished = False
+
+    def iter_documents(self) -> Iterator[Any]:
+        """Every archived document (JSON form parsed), checking count and both checksums."""
+        content = hashlib.sha256()
+        count = 0
+        with contextlib.closing(self.loc.open(self.manifest.get("data_file", DATA_FILE))) as raw:
+            hashing = _HashingReader(raw)
+            with gzip.GzipFile(fileobj=io.BufferedReader(hashing, CHUNK), mode="rb") as gz:
+                for line in gz:
+                    content.update(line)
+                    count += 1
+                    yield json.loads(line)
+            while hashing.read(CHUNK):  # gzip normally reads to the end already
+                pass
+        if count != self.manifest["count"]:
+            self.errors.append(f"archive holds {count} documents, manifest says "
+                               f"{self.manifest['count']}")
+        if content.hexdigest() != self.manifest["sha256"]:
+            self.errors.append("archive content sha256 does not match the manifest")
+        if hashing.sha.hexdigest() != self.manifest["gz_sha256"]:
+            self.errors.append("archive .gz sha256 does not match the manifest")
+        self.finished = True
+
+    def iter_sorted(self) -> Iterator[Document]:
+        for doc in self.iter_documents():
+            if isinstance(doc, dict) and isinstance(doc.get("_id"), str):
+                try:
+                    yield document.from_json(doc)
+                except (TypeError, ValueError):
+                    yield doc  # malformed: compared (and reported) as it is
+
+    def get(self, key: str) -> Document | None:
+        return None  # never used: an archive does not change during the run
+
+    def sample_keys(self, n: int) -> list[str]:
+        raise ArchiveError("sampling is not supported for archives")
+
+    def integrity_errors(self) -> list[str]:
+        if not self.finished:
+            return ["archive was not read to the end"]
+        return self.errors
+
+    def close(self) -> None:
+        pass
+
+
+def check(target: str, s3_endpoint: str | None = None) -> dict[str, Any]:
+    """Read a whole archive and check it against its manifest; {"ok", "count", "errors"}."""
+    src = ArchiveSource(target, s3_endpoint)
+    count = sum(1 for _ in src.iter_documents())
+    return {"ok": not src.errors, "count": count, "errors": src.errors,
+            "manifest": src.manifest}

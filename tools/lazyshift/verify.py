@@ -1,0 +1,465 @@
+"""Document-versus-rows verification: counts, chunk checksums, per-document field diffs.
+
+Both sides are walked once, in the same key order (MongoDB's binary string order = MySQL's
+utf8mb4_bin): MongoDB (or an archive) with ONE sorted cursor, MySQL with
+`mapping.iter_documents`. The source side is cut into chunks of `chunk_size` documents; the
+MySQL rows with keys up to the chunk's last key join it. Each side's chunk checksum is a
+sha256 over the canonical JSON of the normalized documents (`mapping.normalize`: what MySQL
+gives back). Only chunks whose checksums differ are diffed document by document, and every
+difference is re-read from both sides by key before it is reported, so a document that a live
+client changed during the walk is not reported as a false difference.
+
+Kinds of findings (neutral): missing (in the source, not in MySQL), extra (in MySQL only),
+different (same version, different content: the differing field paths), stale (MySQL's version
+older), newer (MySQL's version newer). With `truth=mongo` every finding is a difference; with
+`truth=mysql` (after the flip) rows that MySQL holds newer or alone are expected, not
+differences. Dead-lettered documents are counted, never differences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lazyshift.config import Settings
+from lazyshift.core import document, mapping
+from lazyshift.core.document import Document, InvalidDocument
+from lazyshift.core.mysql import connect, read_snapshot, rows_as_dicts
+from lazyshift.dataops import mongo_client, redact_uri, shipments
+
+KINDS = ("missing", "extra", "different", "stale", "newer")
+EXPECTED_UNDER_MYSQL_TRUTH = frozenset({"extra", "newer"})
+MYSQL_BATCH = 500
+
+
+class VerifyError(RuntimeError):
+    """Verification could not run (bad arguments, unreadable source)."""
+
+
+# -- normalisation -------------------------------------------------------------------------
+
+
+def _dt(value: datetime) -> datetime:
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value) + 0.0
+
+
+def _party(p: dict[str, Any] | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    a = p["address"]
+    return {**p, "address": None if a is None else {**a, "lat": _float(a["lat"]),
+                                                    "lon": _float(a["lon"])}}
+
+
+def fast_normalize(doc: Document) -> Document:
+    """`mapping.normalize(doc)` for a valid document, without the schema validation (10x
+    faster). Used for checksums only: a mismatch falls back to the exact path."""
+    key = doc["key"]
+    return {
+        "_id": key, "key": key, "source": doc["source"],
+        "tracking_number": doc["tracking_number"], "status": doc["status"],
+        "service_level": doc["service_level"],
+        "sender": _party(doc["sender"]), "recipient": _party(doc["recipient"]),
+        "items": [{"sku": i["sku"], "description": i["description"],
+                   "quantity": int(i["quantity"]), "weight_kg": _float(i["weight_kg"]),
+                   "value": i["value"]} for i in doc["items"]],
+        "events": [{"time": _dt(e["time"]), "status": e["status"], "location": e["location"],
+                    "note": e["note"]} for e in doc["events"]],
+        "price": doc["price"], "cost": doc["cost"],
+        "created_at": _dt(doc["created_at"]), "updated_at": _dt(doc["updated_at"]),
+        "source_seq": int(doc["source_seq"]), "source_rev": int(doc["source_rev"]),
+        "version": int(doc["version"]), "extra": doc["extra"],
+    }
+
+
+def _canon_fast(doc: Document) -> str | None:
+    try:
+        if doc.get("_id") != doc.get("key"):
+            return None
+        return document.canonical_json(fast_normalize(doc))
+    except Exception:  # noqa: BLE001 - malformed: the exact path classifies it
+        return None
+
+
+def field_diff(a: Any, b: Any, path: str = "") -> list[str]:
+    """Paths (`items/2/value/amount`) where two JSON-form values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            sub = f"{path}/{k}" if path else str(k)
+            if k not in a or k not in b:
+                out.append(sub)
+            else:
+                out.extend(field_diff(a[k], b[k], sub))
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        out = []
+        for i in range(max(len(a), len(b))):
+            sub = f"{path}/{i}" if path else str(i)
+            if i >= len(a) or i >= len(b):
+                out.append(sub)
+            else:
+                out.extend(field_diff(a[i], b[i], sub))
+        return out
+    if type(a) is not type(b) or a != b:
+        return [path or "(document)"]
+    return []
+
+
+# -- classification ------------------------------------------------------------------------
+
+
+@dataclass
+class Finding:
+    kind: str
+    key: str
+    source_version: int | None = None
+    mysql_version: int | None = None
+    fields: list[str] = field(default_factory=list)
+    reason: str | None = None
+    difference: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "key": self.key,
+                               "source_version": self.source_version,
+                               "mysql_version": self.mysql_version, "fields": self.fields,
+                               "difference": self.difference}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def _version(doc: Any) -> int | None:
+    v = doc.get("version") if isinstance(doc, dict) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def classify(key: str, src: Document | None, row: Document | None, dead: set[str]
+             ) -> Finding | None:
+    """None if equal (or dead-lettered); else the finding for this key."""
+    if src is None and row is None:
+        return None
+    if row is None:
+        if key in dead:
+            return None
+        return Finding("missing", key, source_version=_version(src))
+    if src is None:
+        return Finding("extra", key, mysql_version=_version(row))
+    sv, mv = _version(src), _version(row)
+    try:
+        normalized = mapping.normalize(src)
+    except InvalidDocument as exc:
+        if key in dead:
+            return None
+        if sv is not None and mv is not None and mv > sv:
+            return Finding("newer", key, sv, mv, reason=f"source unmappable: {exc.reason}")
+        return Finding("different", key, sv, mv, fields=[exc.reason.partition(":")[0]],
+                       reason=f"source unmappable: {exc.reason}")
+    if sv is not None and mv is not None and mv < sv:
+        return Finding("stale", key, sv, mv)
+    if sv is not None and mv is not None and mv > sv:
+        return Finding("newer", key, sv, mv)
+    diff = field_diff(document.to_json(normalized), document.to_json(row))
+    if not diff:
+        return None
+    return Finding("different", key, sv, mv, fields=diff)
+
+
+# -- the two sides -------------------------------------------------------------------------
+
+
+class Source:
+    """The side compared with MySQL: MongoDB, or an archive."""
+
+    name = "mongo"
+
+    def iter_sorted(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def get(self, key: str) -> Document | None:
+        raise NotImplementedError
+
+    def sample_keys(self, n: int) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class MongoSource(Source):
+    def __init__(self, settings: Settings) -> None:
+        self.client = mongo_client(settings)
+        self.coll = shipments(self.client, settings)
+        self.name = f"mongo:{redact_uri(settings.mongo.uri)}{settings.mongo.database}"
+
+    def iter_sorted(self) -> Iterator[Document]:
+        # ONE cursor: FerretDB sorts over a full scan, so paging would rescan per page.
+        yield from self.coll.find({"_id": {"$gte": ""}}).sort("_id", 1).batch_size(1000)
+
+    def get(self, key: str) -> Document | None:
+        return self.coll.find_one({"_id": key})
+
+    def sample_keys(self, n: int) -> list[str]:
+        rng = random.Random()
+        sample: list[str] = []
+        seen = 0
+        for doc in self.coll.find({}, {"_id": 1}, batch_size=10_000):
+            if not isinstance(doc["_id"], str):
+                continue
+            seen += 1
+            if len(sample) < n:
+                sample.append(doc["_id"])
+            elif (j := rng.randrange(seen)) < n:
+                sample[j] = doc["_id"]
+        return sample
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class MySQLSide:
+    def __init__(self, settings: Settings) -> None:
+        self.conn = connect(settings.mysql, autocommit=True)
+        self.walk = connect(settings.mysql, autocommit=True)
+
+    def iter_sorted(self) -> Iterator[Document]:
+        cur = self.walk.cursor()
+        try:
+            yield from mapping.iter_documents(cur, batch_size=MYSQL_BATCH)
+        finally:
+            cur.close()
+
+    def load(self, keys: list[str]) -> dict[str, Document]:
+        with read_snapshot(self.conn):
+            cur = self.conn.cursor()
+            try:
+                return mapping.load_documents(cur, keys)
+            finally:
+                cur.close()
+
+    def scalar(self, sql: str, params: tuple = ()) -> Any:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            return rows[0][0] if rows else None
+        finally:
+            cur.close()
+
+    def keys(self, sql: str, params: tuple = ()) -> list[str]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return [r["shipment_key"] for r in rows_as_dicts(cur, cur.fetchall())]
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        for c in (self.conn, self.walk):
+            c.close()
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    source: str
+    truth: str
+    mode: str
+    counts: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    rechecked: int = 0
+    started_at: str = ""
+    finished_at: str = ""
+    elapsed_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f["kind"]] = out.get(f["kind"], 0) + 1
+        return out
+
+    @property
+    def differences(self) -> int:
+        return sum(1 for f in self.findings if f["difference"]) + len(self.errors)
+
+    @property
+    def ok(self) -> bool:
+        return self.differences == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "differences": self.differences, "source": self.source,
+                "truth": self.truth, "mode": self.mode, "counts": self.counts,
+                "by_kind": self.by_kind, "dead_letters": self.dead_letters,
+                "rechecked": self.rechecked, "errors": self.errors, "findings": self.findings,
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "elapsed_s": round(self.elapsed_s, 3)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class _Verifier:
+    def __init__(self, source: Source, mysql: MySQLSide, truth: str, report: Report,
+                 live: bool) -> None:
+        self.source = source
+        self.mysql = mysql
+        self.truth = truth
+        self.report = report
+        self.live = live  # the source can change during the run: re-read it too
+        self.dead = set(mysql.keys("SELECT DISTINCT shipment_key FROM dead_letter "
+                                   "WHERE shipment_key IS NOT NULL"))
+        report.dead_letters = int(mysql.scalar("SELECT COUNT(*) FROM dead_letter") or 0)
+
+    def _record(self, finding: Finding) -> None:
+        finding.difference = not (self.truth == "mysql"
+                                  and finding.kind in EXPECTED_UNDER_MYSQL_TRUTH)
+        self.report.findings.append(finding.as_dict())
+
+    def recheck(self, suspects: dict[str, Finding], src_docs: dict[str, Document]) -> None:
+        """Re-read both sides by key and report what is still different."""
+        if not suspects:
+            return
+        self.report.rechecked += len(suspects)
+        rows = self.mysql.load(list(suspects))
+        for key in suspects:
+            src = self.source.get(key) if self.live else src_docs.get(key)
+            finding = classify(key, src, rows.get(key), self.dead)
+            if finding is not None:
+                self._record(finding)
+
+    def compare_chunk(self, src_chunk: list[tuple[str, str | None, Document]],
+                      my_chunk: list[tuple[str, str, Document]]) -> bool:
+        """True if the chunk matched by checksum."""
+        if self._digest(src_chunk) == self._digest(my_chunk):
+            return True
+        src = {k: d for k, _, d in src_chunk}
+        mine = {k: d for k, _, d in my_chunk}
+        src_canon = {k: c for k, c, _ in src_chunk}
+        my_canon = {k: c for k, c, _ in my_chunk}
+        suspects: dict[str, Finding] = {}
+        for key in sorted(set(src) | set(mine), key=lambda k: k.encode("utf-8", "surrogatepass")):
+            if key in src and key in mine and src_canon[key] is not None \
+                    and src_canon[key] == my_canon[key]:
+                continue
+            finding = classify(key, src.get(key), mine.get(key), self.dead)
+            if finding is not None:
+                suspects[key] = finding
+        self.recheck(suspects, src)
+        return False
+
+    @staticmethod
+    def _digest(chunk: list[tuple[str, Any, Document]]) -> str:
+        h = hashlib.sha256()
+        for key, canon, _ in chunk:
+            if canon is None:
+                return "unmappable"
+            h.update(key.encode("utf-8", "surrogatepass") + b"\0" + canon.encode() + b"\n")
+        return h.hexdigest()
+
+    def full(self, chunk_size: int) -> None:
+        counts = {"source_docs": 0, "mysql_rows": 0, "chunks": 0, "chunks_mismatched": 0}
+        self.report.counts = counts
+        my_iter = self.mysql.iter_sorted()
+        pending: Document | None = next(my_iter, None)
+        last_src_key: bytes | None = None
+        src_iter = self.source.iter_sorted()
+        done = False
+        while not done:
+            src_chunk: list[tuple[str, str | None, Document]] = []
+            for doc in src_iter:
+                key = doc["_id"]
+                kb = key.encode("utf-8", "surrogatepass")
+                if last_src_key is not None and kb <= last_src_key:
+                    raise VerifyError(f"source is not sorted by _id at {key!r}")
+                last_src_key = kb
+                src_chunk.append((key, _canon_fast(doc), doc))
+                if len(src_chunk) >= chunk_size:
+                    break
+            else:
+                done = True
+            upper = src_chunk[-1][0].encode("utf-8", "surrogatepass") if src_chunk else None
+            my_chunk: list[tuple[str, str, Document]] = []
+            while pending is not None and (
+                    done or pending["key"].encode("utf-8", "surrogatepass") <= upper):
+                my_chunk.append((pending["key"], document.canonical_json(pending), pending))
+                pending = next(my_iter, None)
+            if not src_chunk and not my_chunk:
+                break
+            counts["source_docs"] += len(src_chunk)
+            counts["mysql_rows"] += len(my_chunk)
+            counts["chunks"] += 1
+            if not self.compare_chunk(src_chunk, my_chunk):
+                counts["chunks_mismatched"] += 1
+
+    def sampled(self, n: int) -> None:
+        keys = list(dict.fromkeys(
+            self.source.sample_keys(n)
+            + self.mysql.keys("SELECT shipment_key FROM shipment ORDER BY RAND() LIMIT %s",
+                              (n,))))
+        self.report.counts = {"sampled_keys": len(keys),
+                              "mysql_rows": int(self.mysql.scalar(
+                                  "SELECT COUNT(*) FROM shipment") or 0)}
+        src_docs: dict[str, Document] = {}
+        suspects: dict[str, Finding] = {}
+        for i in range(0, len(keys), MYSQL_BATCH):
+            batch = keys[i: i + MYSQL_BATCH]
+            rows = self.mysql.load(batch)
+            for key in batch:
+                src = self.source.get(key)
+                if src is not None:
+                    src_docs[key] = src
+                finding = classify(key, src, rows.get(key), self.dead)
+                if finding is not None:
+                    suspects[key] = finding
+        self.recheck(suspects, src_docs)
+
+
+def verify(settings: Settings, *, sample: int | None = None, chunk_size: int = 1000,
+           truth: str = "mongo", archive: str | None = None,
+           s3_endpoint: str | None = None) -> Report:
+    if truth not in ("mongo", "mysql"):
+        raise VerifyError(f"--truth must be mongo or mysql, not {truth!r}")
+    started = time.monotonic()
+    source: Source
+    if archive is not None:
+        if sample:
+            raise VerifyError("--sample cannot be used with --against-archive")
+        from lazyshift.archive import ArchiveSource
+
+        source = ArchiveSource(archive, s3_endpoint=s3_endpoint)
+    else:
+        source = MongoSource(settings)
+    mysql = MySQLSide(settings)
+    report = Report(source=source.name, truth=truth,
+                    mode=f"sample:{sample}" if sample else "full", started_at=_now())
+    try:
+        verifier = _Verifier(source, mysql, truth, report, live=archive is None)
+        if sample:
+            verifier.sampled(sample)
+        else:
+            verifier.full(chunk_size)
+        if archive is not None:
+            report.errors.extend(source.integrity_errors())  # type: ignore[attr-defined]
+    finally:
+        source.close()
+        mysql.close()
+    report.findings.sort(key=lambda f: (f["kind"], f["key"]))
+    report.finished_at = _now()
+    report.elapsed_s = time.monotonic() - started
+    return report
