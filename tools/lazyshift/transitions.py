@@ -6,7 +6,7 @@ writes are paused (control.set_mode's drain).
   MySQL holds every shipment's latest version before it becomes the one that is read.
 - mysql-primary -> dual (rollback): every shipment written in MySQL since the flip is
   written back to MongoDB (rows -> document, version-guarded) before MongoDB is the truth
-  again.
+  again: most of it while writes still flow, the rest (written meanwhile) in the pause.
 - mysql-primary -> mysql: refused unless an archive of MongoDB has been recorded.
 - dual -> mongo: nothing to copy (MongoDB has been the truth all along).
 """
@@ -34,7 +34,17 @@ WRITE_BACK_BATCH = 500
 
 
 def change_mode(settings: Settings, target: str, *, timeout_s: float = 30.0) -> TransitionResult:
+    pre_copied: dict[str, Any] = {}
+
     def precondition(conn: Any, st: ControlState) -> None:
+        if (st.mode, target) == ("mysql-primary", "dual"):
+            # Copy back while writes still flow, then inside the drain only the rows whose
+            # version moved since: the write pause is the delta, not every change since the
+            # flip (gh-ost's cut-over idea, for the way back). Versions, not timestamps,
+            # decide what moved: a transaction can commit long after it stamped its row.
+            copied: dict[str, int] = {}
+            pre_copied["note"] = write_back(settings, conn, st, copied)
+            pre_copied["copied"] = copied
         if (st.mode, target) == ("mysql-primary", "mysql"):
             cur = conn.cursor()
             cur.execute("SELECT COUNT(*) FROM archive_record")
@@ -49,7 +59,9 @@ def change_mode(settings: Settings, target: str, *, timeout_s: float = 30.0) -> 
         if (st.mode, target) == ("dual", "mysql-primary"):
             return [flush_backlog(settings, conn)]
         if (st.mode, target) == ("mysql-primary", "dual"):
-            return [write_back(settings, conn, st)]
+            return [f"before the pause: {pre_copied['note']}",
+                    "during the pause: "
+                    + write_back(settings, conn, st, pre_copied["copied"], only_moved=True)]
         return []
 
     return set_mode(settings, target, timeout_s=timeout_s, during_drain=during_drain,
@@ -88,10 +100,16 @@ def flush_backlog(settings: Settings, conn: Any) -> str:
     return f"flushed {flushed} backlogged shipment(s) into MySQL"
 
 
-def write_back(settings: Settings, conn: Any, st: ControlState) -> str:
-    """MySQL's changes since the flip -> MongoDB, each only if newer than MongoDB's copy."""
+def write_back(settings: Settings, conn: Any, st: ControlState,
+               copied: dict[str, int] | None = None, only_moved: bool = False) -> str:
+    """MySQL's changes since the flip -> MongoDB, each only if newer than MongoDB's copy.
+
+    `copied` collects key -> version of what was handled; with `only_moved`, keys whose
+    MySQL version still equals the one in `copied` are skipped (handled by an earlier pass).
+    """
     if st.flip_epoch is None:
         return "no flip epoch recorded: nothing written in MySQL-primary mode to write back"
+    copied = {} if copied is None else copied
     store = _mongo(settings)
     written = skipped = 0
     after = ""
@@ -100,20 +118,23 @@ def write_back(settings: Settings, conn: Any, st: ControlState) -> str:
             with read_snapshot(conn):
                 cur = conn.cursor()
                 cur.execute(
-                    "SELECT shipment_key FROM shipment WHERE written_epoch >= %s "
+                    "SELECT shipment_key, version FROM shipment WHERE written_epoch >= %s "
                     "AND shipment_key > %s ORDER BY shipment_key LIMIT %s",
                     (st.flip_epoch, after, WRITE_BACK_BATCH),
                 )
-                keys = [r[0] for r in cur.fetchall()]
+                found = cur.fetchall()
+                keys = [k for k, v in found if not (only_moved and copied.get(k) == v)]
                 docs = load_documents(cur, keys)
-            if not keys:
+            if not found:
                 break
             for key in keys:
-                if store.replace_if_newer(docs[key]):
+                doc = docs[key]
+                if store.replace_if_newer(doc):
                     written += 1
                 else:
                     skipped += 1
-            after = keys[-1]
+                copied[key] = doc["version"]
+            after = found[-1][0]
     finally:
         store.client.close()
     logs.event("transition.written_back", written=written, already_current=skipped)
