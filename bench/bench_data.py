@@ -279,8 +279,9 @@ def plot(values: dict[str, Any], docs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--partitions", type=int, default=2,
-                        help="backfill partitions (each one full scan on FerretDB)")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="backfill partitions (default: one per worker; on FerretDB "
+                             "each partition costs one full scan of the collection)")
     parser.add_argument("--rss-docs", type=int, default=None,
                         help="also measure the backfill's peak RSS at this size (e.g. 1000000)")
     args = parser.parse_args()
@@ -297,9 +298,9 @@ def main() -> None:
         console.print(f"loaded {args.docs} docs into FerretDB in {mongo_load_s:.1f}s")
         raw = raw_ceiling(bench, src)
         console.print(f"raw ceiling {raw}")
-        one, _ = backfill(bench, 1, args.partitions)
+        one, _ = backfill(bench, 1, args.partitions or 1)
         console.print(f"backfill 1 worker {one}")
-        two, target = backfill(bench, 2, args.partitions)
+        two, target = backfill(bench, 2, args.partitions or 2)
         console.print(f"backfill 2 workers {two}")
         ver = run_measured([str(LAZYSHIFT), "verify", "--json"], env_for(target))
         console.print(f"verify {ver}")
@@ -309,11 +310,11 @@ def main() -> None:
             load_mongo(client[src.mongo.database][src.mongo.collection],
                        args.rss_docs - args.docs, start=args.docs)
             client.close()
-            big, _ = backfill(bench, 1, args.partitions)
+            big, _ = backfill(bench, 1, args.partitions or 1)
             rss_big = round(big["rss_max_proc_mb"], 1)
         values = {
             "backfill_docs": args.docs,
-            "backfill_partitions": args.partitions,
+            "backfill_partitions": args.partitions or "one per worker",
             "mongo_load_s": round(mongo_load_s, 2),
             "raw_scan_s": round(raw["scan_s"], 2),
             "raw_load_data_s": round(raw["load_s"], 2),

@@ -28,10 +28,12 @@ import logging
 import math
 import multiprocessing
 import os
+import queue
 import random
 import re
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -305,6 +307,63 @@ class _Partition:
     checkpoint: str | None
 
 
+_END = object()
+
+
+class _ReadAhead:
+    """Reads a MongoDB cursor one batch ahead in a thread, so the server's scan (FerretDB
+    decodes every document it scans) overlaps with mapping and the MySQL transaction.
+
+    At most `depth` batches wait in memory, so the backfill's memory stays flat whatever
+    the collection's size. Batches read but not committed when a worker stops or a cursor
+    fails are simply dropped: the checkpoint says where the next cursor starts.
+    """
+
+    def __init__(self, docs: Iterator[dict[str, Any]], batch_size: int, depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(docs, batch_size),
+                                        name="backfill-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self, docs: Iterator[dict[str, Any]], batch_size: int) -> None:
+        try:
+            batch: list[dict[str, Any]] = []
+            for doc in docs:
+                batch.append(doc)
+                if len(batch) >= batch_size:
+                    self._put(batch)
+                    batch = []
+                if self._stop.is_set():
+                    return
+            if batch:
+                self._put(batch)
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            self._put(exc)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def _die_with_parent() -> None:
     """Linux: SIGKILL this worker when the command that started it dies (e.g. kill -9)."""
     with contextlib.suppress(Exception):
@@ -496,21 +555,19 @@ class Worker:
         while not self.stop:
             try:
                 self.wait_if_needed(part)
-                docs: list[dict[str, Any]] = []
-                for doc in self._cursor(part):
-                    docs.append(doc)
-                    if len(docs) >= batch_size:
+                ahead = _ReadAhead(self._cursor(part), batch_size)
+                try:
+                    for docs in ahead:
                         self.commit_batch(part, docs)
-                        docs = []
                         failures = 0
                         self.throttle()
                         self.wait_if_needed(part)
                         if self.stop:
                             break
+                finally:
+                    ahead.close()
                 if self.stop:
                     break
-                if docs:
-                    self.commit_batch(part, docs)
                 return self._set_state(part, "done", release=True)
             except (pymongo.errors.AutoReconnect, pymongo.errors.CursorNotFound,
                     pymongo.errors.ExecutionTimeout) as exc:
