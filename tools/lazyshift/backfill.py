@@ -50,7 +50,11 @@ from lazyshift.config import Settings
 from lazyshift.core import mapping
 from lazyshift.core.document import InvalidDocument
 from lazyshift.core.guarded_write import apply_batch, map_or_reject
-from lazyshift.core.mysql import connect, is_connection_lost, retrying, rows_as_dicts
+from lazyshift.core.mysql import (
+    connect,
+    rows_as_dicts,
+    run_in_transaction,
+)
 from lazyshift.dataops import (
     insert_dead_letters,
     key_filter,
@@ -378,7 +382,6 @@ class Worker:
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{name}"[:64]
         self.stop = False
         self.conn = _mysql(settings)
-        self.reconnect = False
         self.client = mongo_client(settings)
         self.coll = shipments(self.client, settings)
         self.started = time.monotonic()
@@ -393,28 +396,7 @@ class Worker:
 
     # one short transaction, retried on retryable errors
     def _tx(self, fn: Callable[[Any], Any]) -> Any:
-        for attempt in retrying():
-            with attempt:
-                if self.reconnect:
-                    self.conn.reconnect()
-                    self.reconnect = False
-                try:
-                    self.conn.start_transaction()
-                    cur = self.conn.cursor()
-                    try:
-                        out = fn(cur)
-                    finally:
-                        cur.close()
-                    self.conn.commit()
-                    return out
-                except BaseException as exc:
-                    if is_connection_lost(exc):
-                        self.reconnect = True
-                    else:
-                        with contextlib.suppress(Exception):
-                            self.conn.rollback()
-                    raise
-        return None
+        return run_in_transaction(self.conn, fn)
 
     def lease(self) -> _Partition | None | bool:
         """A leased partition; None if none is free now; False if every partition is done."""

@@ -22,7 +22,7 @@ from typing import Any
 from lazyshift.config import Settings
 from lazyshift.core.document import InvalidDocument
 from lazyshift.core.guarded_write import apply_batch, map_or_reject
-from lazyshift.core.mysql import connect, is_connection_lost, retrying
+from lazyshift.core.mysql import connect, run_in_transaction
 from lazyshift.dataops import insert_dead_letters, mongo_client, shipments
 
 ORIGIN = "backfill"
@@ -73,31 +73,13 @@ def repair(settings: Settings, report: dict[str, Any], *, delete_extra: bool = F
     conn = connect(settings.mysql)
     client = mongo_client(settings)
     coll = shipments(client, settings)
-    reconnect = False
     try:
         for finding in findings:
             key, kind = finding["key"], finding["kind"]
             action: dict[str, Any] = {"key": key, "kind": kind}
-            for attempt in retrying():
-                with attempt:
-                    if reconnect:
-                        conn.reconnect()
-                        reconnect = False
-                    try:
-                        conn.start_transaction()
-                        cur = conn.cursor()
-                        try:
-                            action.update(_repair_one(cur, coll, key, kind, delete_extra))
-                        finally:
-                            cur.close()
-                        conn.commit()
-                    except BaseException as exc:
-                        if is_connection_lost(exc):
-                            reconnect = True
-                        else:
-                            with contextlib.suppress(Exception):
-                                conn.rollback()
-                        raise
+            action.update(run_in_transaction(
+                conn, lambda cur, key=key, kind=kind: _repair_one(cur, coll, key, kind,
+                                                                  delete_extra)))
             result.actions.append(action)
     finally:
         client.close()

@@ -34,7 +34,7 @@ from lazyshift.core.document import Document, InvalidDocument
 from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
 from lazyshift.core.mapping import load_documents, normalize
 from lazyshift.core.mongo_store import MongoStore
-from lazyshift.core.mysql import read_snapshot, retrying
+from lazyshift.core.mysql import read_snapshot, run_in_transaction
 
 MODES = ("mongo", "dual", "mysql-primary", "mysql")
 MYSQL_WRITES = ("mysql-primary", "mysql")
@@ -209,35 +209,24 @@ class Router:
 
     def _write_mysql(self, mode: str, epoch: int, doc: Document) -> bool:
         key = doc["key"]
-        for attempt in retrying():
-            with attempt:
-                conn = self.writer_connection()
-                try:
-                    conn.start_transaction()
-                    cur = conn.cursor()
-                    check_epoch(cur, epoch)
-                    cur.execute("SELECT version, source_rev FROM shipment "
-                                "WHERE shipment_key = %s FOR UPDATE", (key,))
-                    row = cur.fetchone()
-                    if row is None and mode == "mysql-primary":
-                        row = self._migrate_on_write(cur, key)
-                    if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
-                        conn.commit()
-                        return False
-                    new = {**doc, "version": (row[0] if row else 0) + 1}
-                    try:
-                        apply_batch(cur, [new], written_epoch=epoch)
-                    except InvalidDocument as exc:
-                        raise Unstorable(exc.reason) from exc
-                    conn.commit()
-                    return True
-                except BaseException as exc:
-                    if my.is_connection_lost(exc):
-                        self._drop_writer()
-                    else:
-                        self._finish(commit=False)
-                    raise
-        raise AssertionError("unreachable")
+
+        def write(cur: Any) -> bool:
+            check_epoch(cur, epoch)
+            cur.execute("SELECT version, source_rev FROM shipment "
+                        "WHERE shipment_key = %s FOR UPDATE", (key,))
+            row = cur.fetchone()
+            if row is None and mode == "mysql-primary":
+                row = self._migrate_on_write(cur, key)
+            if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
+                return False  # a late or repeated message
+            try:
+                apply_batch(cur, [{**doc, "version": (row[0] if row else 0) + 1}],
+                            written_epoch=epoch)
+            except InvalidDocument as exc:
+                raise Unstorable(exc.reason) from exc
+            return True
+
+        return run_in_transaction(self.writer_connection(), write)
 
     def _migrate_on_write(self, cur: Any, key: str) -> tuple[int, int] | None:
         """An update for a shipment MySQL has not seen: bring MongoDB's version over first."""

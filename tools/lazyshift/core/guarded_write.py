@@ -16,7 +16,6 @@ concurrent first insert of the same key cannot lead to older data or mixed child
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +35,9 @@ from lazyshift.core.mapping import (
 from lazyshift.core.mysql import (
     SHARE_LOCK,
     chunks,
-    is_connection_lost,
     placeholders,
-    retrying,
     rows_as_dicts,
+    run_in_transaction,
 )
 
 CHUNK = 500  # rows per statement: keeps packets well under max_allowed_packet
@@ -224,11 +222,6 @@ def apply_batch(cursor: Any, docs: Iterable[Document | Rows], *, epoch: int | No
     return result
 
 
-def _rollback_quietly(conn: MySQLConnectionAbstract) -> None:
-    with contextlib.suppress(Exception):  # the original error is the one worth raising
-        conn.rollback()
-
-
 def guarded_write(conn: MySQLConnectionAbstract, doc: Document | Rows, *,
                   epoch: int | None = None, written_epoch: int | None = None,
                   retry: Retrying | None = None) -> bool:
@@ -240,26 +233,8 @@ def guarded_write(conn: MySQLConnectionAbstract, doc: Document | Rows, *,
     and report False: the write is idempotent, only the answer is conservative.
     """
     rows = doc if isinstance(doc, Rows) else document_to_rows(doc)
-    reconnect = False
-    result = BatchResult()
-    for attempt in retry or retrying():
-        with attempt:
-            if reconnect:
-                conn.reconnect()
-                reconnect = False
-            try:
-                conn.start_transaction()
-                cursor = conn.cursor()
-                try:
-                    result = apply_batch(cursor, [rows], epoch=epoch,
-                                         written_epoch=written_epoch)
-                finally:
-                    cursor.close()
-                conn.commit()
-            except BaseException as exc:
-                if is_connection_lost(exc):
-                    reconnect = True
-                else:
-                    _rollback_quietly(conn)
-                raise
+    result = run_in_transaction(
+        conn, lambda cursor: apply_batch(cursor, [rows], epoch=epoch,
+                                         written_epoch=written_epoch),
+        retry=retry)
     return bool(result.applied_keys)

@@ -10,10 +10,11 @@ The SQL the project writes runs unchanged on MariaDB 10.11 and MySQL 8.0:
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import mysql.connector
 from mysql.connector import errorcode
@@ -200,3 +201,37 @@ def read_snapshot(conn: MySQLConnectionAbstract) -> Iterator[MySQLConnectionAbst
         yield conn
     finally:
         conn.rollback()
+
+
+T = TypeVar("T")
+
+
+def run_in_transaction(conn: MySQLConnectionAbstract, fn: Callable[[Any], T], *,
+                       retry: Retrying | None = None) -> T:
+    """`fn(cursor)` in one transaction, committed; retried as a whole on deadlocks,
+    lock-wait timeouts and lost connections (reconnecting first). Any other error rolls
+    back and propagates. `fn` must be safe to run again (it is, when all it does is SQL
+    inside this transaction)."""
+    reconnect = False
+    for attempt in retry or retrying():
+        with attempt:
+            if reconnect:
+                conn.reconnect()
+                reconnect = False
+            try:
+                conn.start_transaction()
+                cursor = conn.cursor()
+                try:
+                    out = fn(cursor)
+                finally:
+                    cursor.close()
+                conn.commit()
+                return out
+            except BaseException as exc:
+                if is_connection_lost(exc):
+                    reconnect = True
+                else:
+                    with contextlib.suppress(Exception):  # the original error matters
+                        conn.rollback()
+                raise
+    raise AssertionError("unreachable: retrying() re-raises the last error")
