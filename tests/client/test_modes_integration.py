@@ -326,6 +326,6 @@ def test_mysql_mode_needs_an_archive(schema) -> None:
     proc = run_cli("mode", "set", "mysql", settings=schema, check=False)
     assert proc.returncode == 1 and "no archive of MongoDB is recorded" in proc.stderr
     status = json.loads(run_cli("--json", "status", settings=schema).stdout)
-    assert status["mode"] == "mysql-primary"
-    assert status["gate"]["can_advance"] is False
+    assert (status["mode"], status["stage"]) == ("mysql-primary", 3)
+    assert status["gate"]["can_advance"] is True  # on to stage 4: the backfill
     assert status["gate"]["can_roll_back"] is True

@@ -50,6 +50,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             "dead_letters": _scalar(cur, "SELECT COUNT(*) FROM dead_letter"),
             "archives": _scalar(cur, "SELECT COUNT(*) FROM archive_record"),
         }
+        backfill = _backfill_and_verify(cur)
     finally:
         conn.close()
     mongo = _mongo_counts(settings)
@@ -61,19 +62,42 @@ def collect(settings: Settings) -> dict[str, Any]:
     left = None
     if mongo.get("reachable"):
         left = max(int(mongo["shipments"]) - int(mysql["shipments"]), 0)
+    stage = STAGE_OF_MODE[st.mode]
+    if st.mode == "mysql-primary" and backfill["partitions"]:
+        stage = 4  # stages 3 and 4 share the mode; the backfill is what stage 4 adds
     data: dict[str, Any] = {
-        "mode": st.mode, "stage": STAGE_OF_MODE[st.mode], "epoch": st.epoch,
+        "mode": st.mode, "stage": stage, "epoch": st.epoch, "backfill": backfill,
         "state": st.state, "target_mode": st.target_mode, "flip_epoch": st.flip_epoch,
         "clients": [{k: c[k] for k in ("client_id", "mode", "acked_epoch", "age_s", "live",
                                        "partition_spec")} for c in hb],
         "mongo": mongo, "mysql": mysql, "documents_left_to_migrate": left,
     }
-    data["gate"] = gate(st.mode, st.state, st.epoch, live, mongo, mysql, shadow_bad)
+    data["gate"] = gate(st.mode, st.state, st.epoch, live, mongo, mysql, shadow_bad,
+                        stage=stage, backfill=backfill)
     return data
 
 
+def _backfill_and_verify(cur: Any) -> dict[str, Any]:
+    cur.execute("SELECT COUNT(*), COALESCE(SUM(status = 'done'), 0), MAX(finished_at) "
+                "FROM backfill_partition")
+    parts, done, finished = cur.fetchone()
+    cur.execute("SELECT differences, finished_at FROM verify_run WHERE scope = 'full' "
+                "AND source LIKE 'mongo:%' ORDER BY id DESC LIMIT 1")
+    last = cur.fetchone()
+    return {
+        "partitions": int(parts), "partitions_done": int(done),
+        "finished_at": finished if parts and int(done) == int(parts) else None,
+        "last_full_verify": None if last is None else {
+            "differences": int(last[0]), "finished_at": last[1]},
+    }
+
+
 def gate(mode: str, state: str, epoch: int, live: list[dict[str, Any]],
-         mongo: dict[str, Any], mysql: dict[str, Any], shadow_bad: int) -> dict[str, Any]:
+         mongo: dict[str, Any], mysql: dict[str, Any], shadow_bad: int, *,
+         stage: int | None = None, backfill: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Stage 1 -> 2: schema in place. 2 -> 3: backlog empty, shadow reads clean. 3 -> 4:
+    every client at the flip's epoch. 4 -> 5: the backfill finished and a full verify
+    after it found nothing (DESIGN.md §1); `mode set mysql` also wants an archive."""
     advance: list[str] = []  # reasons it cannot advance
     back: list[str] = []
     if state != "stable":
@@ -92,14 +116,16 @@ def gate(mode: str, state: str, epoch: int, live: list[dict[str, Any]],
         if not mongo.get("reachable"):
             advance.append("MongoDB is unreachable")
     elif mode == "mysql-primary":
-        if not mysql.get("archives"):
-            advance.append("no archive of MongoDB recorded (`lazyshift archive`)")
+        if stage == 4:
+            advance += _stage4_reasons(backfill or {})
         if not mongo.get("reachable"):
             back.append("MongoDB is unreachable: nothing to roll back to")
     elif mode == "mysql":
         advance.append("stage 5 is the end of the ladder")
         back.append("MongoDB was archived and removed (restore it from the archive)")
     nxt = LADDER[LADDER.index(mode) + 1] if mode != "mysql" else None
+    if mode == "mysql-primary" and stage == 3:
+        nxt = "mysql-primary (stage 4: lazyshift backfill)"
     prev = LADDER[LADDER.index(mode) - 1] if mode != "mongo" else None
     return {"next": nxt, "previous": prev,
             "can_advance": not advance, "cannot_advance_because": advance,
@@ -129,3 +155,17 @@ def render(data: dict[str, Any], console: Console) -> None:
                             g["cannot_roll_back_because"])):
         console.print(f"can {label}: " + ("[green]yes[/green]" if ok else
                                           "[red]no[/red] — " + "; ".join(why)))
+
+
+def _stage4_reasons(backfill: dict[str, Any]) -> list[str]:
+    if backfill.get("partitions_done", 0) < backfill.get("partitions", 0):
+        return [f"backfill not finished ({backfill['partitions_done']}/"
+                f"{backfill['partitions']} partitions done)"]
+    last = backfill.get("last_full_verify")
+    if last is None or backfill.get("finished_at") is None or (
+            last["finished_at"] < backfill["finished_at"]):
+        return ["no full `lazyshift verify` since the backfill finished"]
+    if last["differences"]:
+        return [f"the last full verify found {last['differences']} difference(s): "
+                "`lazyshift repair REPORT`, then verify again"]
+    return []

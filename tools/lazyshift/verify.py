@@ -19,6 +19,7 @@ differences. Dead-lettered documents are counted, never differences.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from typing import Any
 from lazyshift.config import Settings
 from lazyshift.core import document, mapping
 from lazyshift.core.document import Document, InvalidDocument
-from lazyshift.core.mysql import connect, read_snapshot, rows_as_dicts
+from lazyshift.core.mysql import connect, read_snapshot, rows_as_dicts, run_in_transaction
 from lazyshift.dataops import mongo_client, redact_uri, shipments
 
 KINDS = ("missing", "extra", "different", "stale", "newer")
@@ -462,4 +463,20 @@ def verify(settings: Settings, *, sample: int | None = None, chunk_size: int = 1
     report.findings.sort(key=lambda f: (f["kind"], f["key"]))
     report.finished_at = _now()
     report.elapsed_s = time.monotonic() - started
+    record_run(settings, report)
     return report
+
+
+def record_run(settings: Settings, report: Report) -> None:
+    """Keep the run's outcome (not its findings) in MySQL: the stage-4 gate reads it."""
+    summary = {k: v for k, v in report.as_dict().items() if k != "findings"}
+    started = datetime.fromisoformat(report.started_at).astimezone(UTC).replace(tzinfo=None)
+    conn = connect(settings.mysql)
+    try:
+        run_in_transaction(conn, lambda cur: cur.execute(
+            "INSERT INTO verify_run (source, truth, scope, differences, summary, started_at, "
+            "finished_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+            (report.source[:255], report.truth, report.mode, report.differences,
+             json.dumps(summary, default=str), started)))
+    finally:
+        conn.close()
