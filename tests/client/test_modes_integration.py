@@ -245,6 +245,37 @@ def test_mysql_outage_during_dual_loses_nothing(schema, mongo_db, stack) -> None
     assert not wrong, f"{len(wrong)} differ in MySQL, e.g. {wrong[:3]}"
 
 
+def test_kill_9_in_dual_leaves_mysql_complete(schema, mongo_db) -> None:
+    """A client killed between its MongoDB write and its MySQL write must not leave MySQL
+    behind: the replay after the restart completes the dual write."""
+    settings = schema
+    _mode_set(settings, "dual")
+    source = MockSource(*GEN, "--rate", "600").start()
+    messages = source.dump()
+    exp = expected_state(messages)
+    _prepare_last_seqs(messages, 1)
+    try:
+        for _ in range(5):  # each kill lands in the window with a fair chance
+            (proc, _port), = _clients(settings, source.port, n=1)
+            seen = mongo_db.shipments.count_documents({})
+            poll(lambda s=seen: mongo_db.shipments.count_documents({}) > s + 150, "progress")
+            kill(proc, signal.SIGKILL)
+        clients = _clients(settings, source.port, n=1)
+        poll(lambda: _offsets_done(settings, mongo_db, 1), "the stream to be consumed",
+             timeout=240)
+        poll(lambda: mongo_db.mysql_backlog.count_documents({}) == 0, "the backlog to drain")
+        for proc, _ in clients:
+            kill(proc, signal.SIGTERM)
+    finally:
+        source.stop()
+    stored = {d["_id"]: d for d in mongo_db.shipments.find({})}
+    assert set(stored) == set(exp.docs)
+    mysql_docs = _mysql_docs(settings)
+    behind = [k for k in exp.docs if k not in mysql_docs
+              or mysql_docs[k] != normalize(stored[k])]
+    assert not behind, f"{len(behind)} shipments behind in MySQL, e.g. {behind[:3]}"
+
+
 def test_stopped_client_cannot_write_in_the_old_mode(schema, mongo_db) -> None:
     settings = schema
     _mode_set(settings, "dual")

@@ -167,6 +167,14 @@ class Router:
                 raise Fenced(f"epoch {epoch} is no longer current (or its lease expired)")
 
         res = self.mongo.apply_snapshot(doc, before_write=still_current)
+        if not res.applied and mode == "dual":
+            # A repeated message is also what a restart replays after a crash between the
+            # MongoDB write and the MySQL one: make sure MySQL has MongoDB's version (the
+            # guarded write makes this a no-op when it does).
+            current = self.mongo.get(doc["key"])
+            if current is not None:
+                self._dual_mysql_write(current, epoch)
+            return False
         if not res.applied or mode == "mongo":
             return res.applied
         assert res.document is not None
