@@ -148,22 +148,30 @@ def dev_status(ctx: Ctx, **kw: Any) -> None:
 
 
 @dev.command("demo", context_settings={"ignore_unknown_options": True})
+@click.option("--stage1-only", is_flag=True, help="Only stage 1 (mongo) and its reconciliation.")
 @click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def dev_demo(ctx: Ctx, source_args: tuple[str, ...]) -> None:
-    """Run the main job on the running dev stack and reconcile it with the source's log.
+def dev_demo(ctx: Ctx, stage1_only: bool, source_args: tuple[str, ...]) -> None:
+    """Run the main job on the running dev stack and reconcile it with the source's log:
+    all five stages with the stream flowing (wipes the dev databases first).
 
     SOURCE_ARGS (after `--`) must be the generation flags the stack's mock source was
     started with (`make demo` passes the same ones to both).
     """
-    from lazyshift.demo import print_checks, run_stage1
+    from lazyshift.demo import print_checks, print_ladder, run_ladder, run_stage1
 
     if "LAZYSHIFT_LOG_LEVEL" not in os.environ:
-        logs.set_level("WARNING")  # the reconciliation table is the output here
-    checks = run_stage1(ctx.settings(), list(source_args), console)
-    ctx.emit([c.__dict__ | {"ok": c.ok} for c in checks],
-             human=lambda: print_checks(checks, console))
-    if not all(c.ok for c in checks):
+        logs.set_level("WARNING")  # the tables are the output here
+    if stage1_only:
+        checks = run_stage1(ctx.settings(), list(source_args), console)
+        ctx.emit([c.__dict__ | {"ok": c.ok} for c in checks],
+                 human=lambda: print_checks(checks, console))
+        ok = all(c.ok for c in checks)
+    else:
+        results = run_ladder(ctx.settings(), list(source_args), console)
+        ctx.emit([r.__dict__ for r in results], human=lambda: print_ladder(results, console))
+        ok = all(r.ok for r in results)
+    if not ok:
         sys.exit(EXIT_DIFFERENCES)
 
 
