@@ -38,7 +38,7 @@ from rich.table import Table  # noqa: E402
 
 from data.dataset import load_mongo  # noqa: E402
 from lazyshift import schema_migrate  # noqa: E402
-from lazyshift.config import Settings  # noqa: E402
+from lazyshift.config import Settings, as_environment  # noqa: E402
 from lazyshift.core.mapping import (  # noqa: E402
     EVENT_COLUMNS,
     ITEM_COLUMNS,
@@ -100,10 +100,7 @@ class Bench:
 def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAZYSHIFT_")}
     env["LAZYSHIFT_LOG_LEVEL"] = "WARNING"
-    env["LAZYSHIFT_STATE_DIR"] = str(settings.state_dir)
-    for section in ("mysql", "mongo"):
-        for name, value in getattr(settings, section).model_dump().items():
-            env[f"LAZYSHIFT_{section.upper()}__{name.upper()}"] = str(value)
+    env.update(as_environment(settings))
     return env
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lazyshift import sourcelog
-from lazyshift.config import Settings
+from lazyshift.config import Settings, as_environment
 from lazyshift.sourcelog import Expected, expected_state  # noqa: F401 (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,13 +98,7 @@ def cli_env(settings: Settings | None, extra: dict[str, str] | None = None) -> d
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Settings as LAZYSHIFT_* variables (the way an operator would pass them)."""
-    env = {"LAZYSHIFT_STATE_DIR": str(settings.state_dir),
-           "LAZYSHIFT_CONFIG": ""}
-    for section in ("mysql", "mongo", "source", "client"):
-        for name, value in getattr(settings, section).model_dump().items():
-            env[f"LAZYSHIFT_{section.upper()}__{name.upper()}"] = str(value)
-    env.pop("LAZYSHIFT_CONFIG")
-    return env
+    return as_environment(settings)
 
 
 def kill(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:

@@ -34,12 +34,54 @@ def test_terraform_test_with_mock_provider(tf_copy, tf_env, module):
     assert re.search(r"Success! \d+ passed, 0 failed", proc.stdout), proc.stdout
 
 
-def test_envs_share_their_composition():
-    """dev and prod differ only in variable defaults and backend settings."""
-    for name in ("main.tf", "outputs.tf", "versions.tf"):
-        dev = (TF_DIR / "envs/dev" / name).read_text()
-        prod = (TF_DIR / "envs/prod" / name).read_text()
-        assert dev == prod, f"envs/dev/{name} and envs/prod/{name} drifted apart"
+def _top_level_kinds(text: str) -> set[str]:
+    """Kinds of the top-level blocks of a .tf file (resource, module, variable, ...)."""
+    return set(re.findall(r"^([a-z_]+)\b[^=\n]*\{", text, re.M))
+
+
+def test_envs_only_wire_variables_into_the_stack():
+    """Each env is a thin root module: its variables go unchanged into modules/stack, its
+    outputs are the stack's, and nothing else (no resource, data, locals) lives there."""
+    stack = TF_DIR / "modules/stack"
+    stack_vars = {n for n, _ in _blocks((stack / "variables.tf").read_text(), "variable")}
+    stack_outputs = {n for n, _ in _blocks((stack / "outputs.tf").read_text(), "output")}
+    assert stack_vars and stack_outputs
+    for env in ENVS:
+        texts = {tf.name: tf.read_text() for tf in sorted((TF_DIR / env).glob("*.tf"))}
+        for name, text in texts.items():
+            kinds = _top_level_kinds(text)
+            assert kinds <= {"terraform", "provider", "variable", "output", "module", "moved"}, (
+                f"{env}/{name} declares {sorted(kinds)}: resources and logic belong in modules/"
+            )
+        main = texts["main.tf"]
+        modules = dict(_blocks(main, "module"))
+        assert list(modules) == ["stack"], f"{env} must call only modules/stack"
+        body = modules["stack"]
+        assert re.search(r'^\s*source\s*=\s*"\.\./\.\./modules/stack"\s*$', body, re.M), env
+        args = dict(re.findall(r"^\s*(\w+)\s*=\s*(.+?)\s*$", body, re.M))
+        args.pop("source")
+        assert args == {v: f"var.{v}" for v in stack_vars}, (
+            f"{env}: module.stack must get every stack variable as var.<same name>"
+        )
+        env_vars = dict(_blocks(texts["variables.tf"], "variable"))
+        assert set(env_vars) == stack_vars, f"{env}: variables differ from modules/stack's"
+        for name, vbody in env_vars.items():
+            assert "validation" not in vbody, f"{env}: validate {name} in modules/stack only"
+        env_outputs = dict(_blocks(texts["outputs.tf"], "output"))
+        assert set(env_outputs) == stack_outputs, f"{env}: outputs differ from modules/stack's"
+        for name, obody in env_outputs.items():
+            assert re.search(rf"^\s*value\s*=\s*module\.stack\.{name}\s*$", obody, re.M), (
+                f"{env}: output {name} must forward module.stack.{name}"
+            )
+
+
+def test_stack_leaves_providers_and_backend_to_the_envs():
+    for tf in (TF_DIR / "modules/stack").glob("*.tf"):
+        text = tf.read_text()
+        assert not re.search(r'^provider "', text, re.M), f"{tf}: providers belong to the envs"
+        assert "backend" not in _top_level_kinds(text) and not re.search(
+            r"^\s*backend\s", text, re.M
+        ), f"{tf}: the backend belongs to the envs"
 
 
 def _blocks(text: str, kind: str):
@@ -106,8 +148,8 @@ def test_no_test_override_or_state_in_the_repository():
 
 
 def test_outputs_carry_no_secrets():
-    for env in ENVS:
-        text = (TF_DIR / env / "outputs.tf").read_text()
+    for module in [*ENVS, "modules/stack"]:
+        text = (TF_DIR / module / "outputs.tf").read_text()
         assert "sensitive" not in text
         assert not re.search(r"password|secret|private_key", text, re.I)
 

@@ -18,6 +18,7 @@ ROOT_MODULES = [
     "modules/network",
     "modules/host",
     "modules/archive",
+    "modules/stack",
     "envs/dev",
     "envs/prod",
 ]

@@ -101,3 +101,13 @@ def _config_file() -> Path | None:
 def load_settings(**overrides: Any) -> Settings:
     """Settings from file and environment, with `overrides` (from flags) on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def as_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as LAZYSHIFT_* variables: how one process hands its exact configuration to
+    another (a client it starts, a backfill worker), whatever config file that one finds."""
+    env = {"LAZYSHIFT_STATE_DIR": str(settings.state_dir)}
+    for section in ("mysql", "mongo", "source", "client"):
+        for name, value in getattr(settings, section).model_dump().items():
+            env[f"LAZYSHIFT_{section.upper()}__{name.upper()}"] = str(value)
+    return env

@@ -8,6 +8,7 @@ in the dead-letter table.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from rich.table import Table
 from lazyshift import sourcelog
 from lazyshift.client.consumer import Consumer, ConsumerOptions
 from lazyshift.client.source import Partition
-from lazyshift.config import Settings
+from lazyshift.config import Settings, as_environment
 from lazyshift.core.mongo_store import DEAD_LETTERS, OFFSETS, MongoStore, connect
 from lazyshift.router import Router
 
@@ -154,7 +155,9 @@ def run_ladder(settings: Settings, source_args: list[str], console: Console) -> 
     step("stage 2 dual", "lazyshift schema migrate", migrate)
     cmd = [str(Path(sys.executable).parent / "lazyshift"), "client", "run", "--mode", "control",
            "--http-port", "-1", "--client-id", "demo-client"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZYSHIFT_")}
+    env.update(as_environment(settings))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         def beat() -> bool:
             conn = my.connect(settings.mysql, autocommit=True)
