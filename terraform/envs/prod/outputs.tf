@@ -1,86 +1,77 @@
+# Every output of modules/stack, under the same name (tools/lazyshift/infra_config.py
+# reads them from `terraform output -json`).
+
 output "project" {
   description = "Project name (Project tag)."
-  value       = var.project
+  value       = module.stack.project
 }
 
 output "environment" {
   description = "Environment name (Environment tag)."
-  value       = var.environment
+  value       = module.stack.environment
 }
 
 output "region" {
   description = "AWS region of the environment."
-  value       = var.region
+  value       = module.stack.region
 }
 
 output "vpc_id" {
   description = "ID of the VPC."
-  value       = module.network.vpc_id
+  value       = module.stack.vpc_id
 }
 
 output "private_subnet_ids" {
   description = "IDs of the private subnets."
-  value       = module.network.private_subnet_ids
+  value       = module.stack.private_subnet_ids
 }
 
 output "hosts" {
   description = "Every host by name: role, instance id, private and public IP, zone."
-  value = {
-    for k, h in module.host : h.name => {
-      role              = h.role
-      id                = h.id
-      private_ip        = h.private_ip
-      public_ip         = h.public_ip
-      availability_zone = h.availability_zone
-    }
-  }
+  value       = module.stack.hosts
 }
 
 output "hosts_by_role" {
   description = "Private IPs of the hosts, by role (every role listed, empty when it has no host)."
-  value = {
-    for role in local.roles : role => [
-      for k in sort(keys(local.hosts)) : module.host[k].private_ip if local.hosts[k].role == role
-    ]
-  }
+  value       = module.stack.hosts_by_role
 }
 
 output "mongodb_host" {
   description = "Private IP of the MongoDB host (null when there is none, e.g. after stage 5)."
-  value       = try([for k in sort(keys(local.hosts)) : module.host[k].private_ip if local.hosts[k].role == "mongodb"][0], null)
+  value       = module.stack.mongodb_host
 }
 
 output "mysql_host" {
   description = "Private IP of the MySQL host."
-  value       = try([for k in sort(keys(local.hosts)) : module.host[k].private_ip if local.hosts[k].role == "mysql"][0], null)
+  value       = module.stack.mysql_host
 }
 
 output "source_host" {
   description = "Private IP of the mock source host (TCP 8282)."
-  value       = try([for k in sort(keys(local.hosts)) : module.host[k].private_ip if local.hosts[k].role == "source"][0], null)
+  value       = module.stack.source_host
 }
 
 output "bastion_public_ip" {
   description = "Public IP of the bastion (the SSH ProxyJump for Ansible)."
-  value       = try([for k in sort(keys(local.hosts)) : module.host[k].public_ip if local.hosts[k].role == "bastion"][0], null)
+  value       = module.stack.bastion_public_ip
 }
 
 output "security_group_ids" {
   description = "Security group ID by role."
-  value       = module.network.security_group_ids
+  value       = module.stack.security_group_ids
 }
 
 output "archive_bucket" {
   description = "Name of the S3 bucket receiving the MongoDB archive."
-  value       = module.archive.bucket_name
+  value       = module.stack.archive_bucket
 }
 
 output "archive_bucket_arn" {
   description = "ARN of the S3 bucket receiving the MongoDB archive."
-  value       = module.archive.bucket_arn
+  value       = module.stack.archive_bucket_arn
 }
 
 output "kms_key_arn" {
   description = "ARN of the environment's KMS key (volumes, archive, flow logs)."
-  value       = module.kms.key_arn
+  value       = module.stack.kms_key_arn
 }

@@ -1,4 +1,6 @@
-# terraform test: the dev environment as composed, against a mocked AWS provider.
+# terraform test: the dev environment's defaults, wired through modules/stack, against a
+# mocked AWS provider. The shared rules (security groups, public IPs, validations, counts
+# per var.hosts) are tested once in modules/stack/tests.
 
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
@@ -61,7 +63,7 @@ variables {
   admin_cidrs = ["203.0.113.0/24"]
 }
 
-run "one_host_per_role" {
+run "dev_defaults" {
   command = apply
 
   assert {
@@ -73,8 +75,8 @@ run "one_host_per_role" {
   }
 
   assert {
-    condition     = alltrue([for n, h in output.hosts : startswith(n, "lazyshift-dev-${replace(h.role, "_", "-")}-")])
-    error_message = "Host names are <project>-<environment>-<role>-<n>."
+    condition     = length(output.private_subnet_ids) == 2
+    error_message = "dev spreads over two zones."
   }
 
   assert {
@@ -83,81 +85,12 @@ run "one_host_per_role" {
   }
 
   assert {
-    condition     = output.mysql_host != null && output.mongodb_host != null && output.source_host != null
-    error_message = "The database and source addresses are exported for the renderer."
+    condition     = alltrue([for n, h in output.hosts : startswith(n, "lazyshift-dev-")])
+    error_message = "dev host names start with lazyshift-dev-."
   }
 
   assert {
-    condition     = keys(output.hosts_by_role) == ["bastion", "client", "jenkins_agent", "mongodb", "mysql", "source", "tools"]
-    error_message = "hosts_by_role lists every role."
+    condition     = var.archive_force_destroy && var.single_nat_gateway && var.vpc_cidr == "10.40.0.0/16"
+    error_message = "dev: one NAT gateway, its own VPC range, archive bucket destroyable."
   }
-}
-
-run "only_the_bastion_has_a_public_ip" {
-  command = apply
-
-  assert {
-    condition     = alltrue([for n, h in output.hosts : (h.public_ip != null) == (h.role == "bastion")])
-    error_message = "Only the bastion has a public IP; database hosts never do."
-  }
-
-  assert {
-    condition     = output.bastion_public_ip != null
-    error_message = "The bastion's address is exported."
-  }
-}
-
-run "rejects_open_ssh_and_a_second_mysql" {
-  command = plan
-
-  variables {
-    admin_cidrs = ["0.0.0.0/0"]
-    hosts = {
-      bastion = { count = 1, instance_type = "t3.micro" }
-      mysql   = { count = 2, instance_type = "t3.medium", data_volume_size = 50 }
-    }
-  }
-
-  expect_failures = [var.admin_cidrs, var.hosts]
-}
-
-run "rejects_a_database_without_data_volume" {
-  command = plan
-
-  variables {
-    hosts = {
-      bastion = { count = 1, instance_type = "t3.micro" }
-      mysql   = { count = 1, instance_type = "t3.medium" }
-    }
-  }
-
-  expect_failures = [var.hosts]
-}
-
-run "stage_5_drops_mongodb" {
-  command = apply
-
-  variables {
-    hosts = {
-      bastion = { count = 1, instance_type = "t3.micro" }
-      mysql   = { count = 1, instance_type = "t3.medium", data_volume_size = 50 }
-      client  = { count = 1, instance_type = "t3.small" }
-      tools   = { count = 1, instance_type = "t3.medium" }
-    }
-  }
-
-  assert {
-    condition     = output.mongodb_host == null && length(output.hosts_by_role["mongodb"]) == 0
-    error_message = "Without a MongoDB host the outputs say so."
-  }
-}
-
-run "zones_must_be_in_the_region" {
-  command = plan
-
-  variables {
-    availability_zones = ["us-east-1a", "us-east-1b"]
-  }
-
-  expect_failures = [var.availability_zones]
 }

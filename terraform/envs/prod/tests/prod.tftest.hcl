@@ -1,4 +1,6 @@
-# terraform test: the prod environment as composed, against a mocked AWS provider.
+# terraform test: the prod environment's defaults, wired through modules/stack, against a
+# mocked AWS provider. The shared rules (security groups, public IPs, validations, counts
+# per var.hosts) are tested once in modules/stack/tests.
 
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
@@ -86,73 +88,9 @@ run "prod_sizes_and_spread" {
     condition     = output.environment == "prod" && output.archive_bucket_arn == "arn:aws:s3:::lazyshift-prod-mongodb-archive-123456789012"
     error_message = "Outputs name the environment and the archive bucket."
   }
-}
-
-run "only_the_bastion_has_a_public_ip" {
-  command = apply
 
   assert {
-    condition     = alltrue([for n, h in output.hosts : (h.public_ip != null) == (h.role == "bastion")])
-    error_message = "Only the bastion has a public IP; database hosts never do."
+    condition     = !var.archive_force_destroy && !var.single_nat_gateway && var.vpc_cidr == "10.41.0.0/16"
+    error_message = "prod: a NAT gateway per zone, its own VPC range, archive bucket kept on destroy."
   }
-
-  assert {
-    condition     = output.bastion_public_ip != null
-    error_message = "The bastion's address is exported."
-  }
-}
-
-run "rejects_open_ssh_and_a_second_mysql" {
-  command = plan
-
-  variables {
-    admin_cidrs = ["0.0.0.0/0"]
-    hosts = {
-      bastion = { count = 1, instance_type = "t3.micro" }
-      mysql   = { count = 2, instance_type = "t3.medium", data_volume_size = 50 }
-    }
-  }
-
-  expect_failures = [var.admin_cidrs, var.hosts]
-}
-
-run "rejects_a_database_without_data_volume" {
-  command = plan
-
-  variables {
-    hosts = {
-      bastion = { count = 1, instance_type = "t3.micro" }
-      mysql   = { count = 1, instance_type = "t3.medium" }
-    }
-  }
-
-  expect_failures = [var.hosts]
-}
-
-run "stage_5_drops_mongodb" {
-  command = apply
-
-  variables {
-    hosts = {
-      bastion = { count = 1, instance_type = "t3.micro" }
-      mysql   = { count = 1, instance_type = "t3.medium", data_volume_size = 50 }
-      client  = { count = 1, instance_type = "t3.small" }
-      tools   = { count = 1, instance_type = "t3.medium" }
-    }
-  }
-
-  assert {
-    condition     = output.mongodb_host == null && length(output.hosts_by_role["mongodb"]) == 0
-    error_message = "Without a MongoDB host the outputs say so."
-  }
-}
-
-run "zones_must_be_in_the_region" {
-  command = plan
-
-  variables {
-    availability_zones = ["us-east-1a", "us-east-1b"]
-  }
-
-  expect_failures = [var.availability_zones]
 }
