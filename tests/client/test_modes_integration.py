@@ -360,3 +360,10 @@ def test_mysql_mode_needs_an_archive(schema) -> None:
     assert (status["mode"], status["stage"]) == ("mysql-primary", 3)
     assert status["gate"]["can_advance"] is True  # on to stage 4: the backfill
     assert status["gate"]["can_roll_back"] is True
+
+
+def test_commands_before_schema_migrate_say_what_to_do(settings) -> None:
+    for args in (("mode", "show"), ("status",), ("mode", "set", "dual")):
+        proc = run_cli(*args, settings=settings, check=False)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert "lazyshift schema migrate" in proc.stderr, (args, proc.stderr)

@@ -428,6 +428,13 @@ class _unavailable_is_exit_3:  # noqa: N801 - used like a function
         from mysql.connector import Error as MySQLError
         from pymongo.errors import PyMongoError
 
+        from lazyshift.core.control_row import NoControlRow
+
+        if isinstance(exc, NoControlRow) or (
+                isinstance(exc, MySQLError) and getattr(exc, "errno", None) == 1146):
+            err_console.print(f"[red]MySQL is not set up for lazyshift:[/red] {exc}\n"
+                              "run `lazyshift schema migrate` (stage 2) first")
+            sys.exit(EXIT_UNAVAILABLE)
         if exc is not None and isinstance(exc, MySQLError | PyMongoError) and not isinstance(
                 exc, click.exceptions.Exit):
             err_console.print(f"[red]{self.what} unavailable:[/red] {exc}\n"

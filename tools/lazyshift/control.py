@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from mysql.connector.abstracts import MySQLConnectionAbstract
@@ -24,6 +23,7 @@ from mysql.connector.errors import DatabaseError
 
 from lazyshift.config import Settings
 from lazyshift.core import mysql as my
+from lazyshift.core.control_row import ControlState, read_state
 from lazyshift.core.mysql import rows_as_dicts
 
 LADDER = ("mongo", "dual", "mysql-primary", "mysql")
@@ -32,20 +32,6 @@ STAGE_OF_MODE = {"mongo": 1, "dual": 2, "mysql-primary": 3, "mysql": 5}
 
 class TransitionError(RuntimeError):
     """A transition was refused or could not complete; the old mode stays in force."""
-
-
-@dataclass(frozen=True)
-class ControlState:
-    mode: str
-    epoch: int
-    state: str
-    target_mode: str | None
-    flip_epoch: int | None
-    changed_at: datetime | None
-
-    @property
-    def stable(self) -> bool:
-        return self.state == "stable"
 
 
 @dataclass
@@ -57,17 +43,6 @@ class TransitionResult:
     acknowledged: list[str] = field(default_factory=list)
     fenced_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def read_state(cursor: Any) -> ControlState:
-    cursor.execute("SELECT mode, epoch, state, target_mode, flip_epoch, changed_at "
-                   "FROM lazyshift_control WHERE id = 1")
-    rows = rows_as_dicts(cursor, cursor.fetchall())
-    if not rows:
-        raise TransitionError("no control row: run `lazyshift schema migrate` first")
-    r = rows[0]
-    return ControlState(r["mode"], int(r["epoch"]), r["state"], r["target_mode"],
-                        r["flip_epoch"], r["changed_at"])
 
 
 def get_state(settings: Settings) -> ControlState:

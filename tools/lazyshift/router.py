@@ -28,8 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from lazyshift import logs
 from lazyshift.config import Settings
-from lazyshift.control import read_state
 from lazyshift.core import mysql as my
+from lazyshift.core.control_row import read_state
 from lazyshift.core.document import Document, InvalidDocument
 from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
 from lazyshift.core.mapping import load_documents, normalize

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from lazyshift.config import Settings
-from lazyshift.control import LADDER, STAGE_OF_MODE, clients, read_state
+from lazyshift.control import LADDER, STAGE_OF_MODE, clients
 from lazyshift.core import mysql as my
+from lazyshift.core.control_row import read_state
 from lazyshift.core.mongo_store import BACKLOG, DEAD_LETTERS, connect
 
 

@@ -22,8 +22,8 @@ from mysql.connector import Error as MySQLError
 
 from lazyshift import logs
 from lazyshift.config import Settings
-from lazyshift.control import ControlState, read_state
 from lazyshift.core import mysql as my
+from lazyshift.core.control_row import ControlState, read_state
 
 
 class Stopped(Exception):
