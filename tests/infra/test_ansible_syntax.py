@@ -105,8 +105,9 @@ def test_aws_inventory_options_are_ones_the_plugin_documents(module_ansible_envi
 
 
 def test_aws_roles_match_the_terraform_role_tags():
-    """The groups the playbooks target are Role tag values Terraform can set."""
-    tf = (INVENTORIES.parent / "terraform" / "envs" / "dev" / "variables.tf").read_text()
+    """The groups the playbooks target are Role tag values Terraform can set (the host
+    module validates its `role`, which becomes the Role tag)."""
+    tf = (INVENTORIES.parent / "terraform" / "modules" / "host" / "variables.tf").read_text()
     for group in GROUPS:
         assert f'"{group}"' in tf, group
 
