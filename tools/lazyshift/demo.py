@@ -146,8 +146,8 @@ def run_ladder(settings: Settings, source_args: list[str], console: Console) -> 
         worker.join()
         return consumer.counters, consumer.counters.last_seq >= total // 2
 
-    c1 = step("stage 1 mongo", f"ingest the first half of {total} messages into MongoDB",
-              stage1)
+    step("stage 1 mongo", f"ingest the first half of {total} messages into MongoDB",
+         stage1)
 
     def migrate() -> tuple[Any, bool]:
         return schema_migrate.migrate(settings), True
@@ -240,7 +240,6 @@ def run_ladder(settings: Settings, source_args: list[str], console: Console) -> 
     step("end", "every shipment in MySQL at its latest version, every bad message "
          "dead-lettered", reconcile)
     client.close()
-    del c1
     return out
 
 
