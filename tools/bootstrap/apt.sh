@@ -11,8 +11,9 @@ done
 if command -v node >/dev/null && command -v npm >/dev/null; then
   missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
 fi
-# python3-venv: a preinstalled CPython that can make venvs is as good.
-if python3 -c 'import venv, ensurepip' 2>/dev/null; then missing=("${missing[@]/python3-venv}"); fi
+# python3-venv: Debian's own python3 must make venvs (the Ansible venv is built from it, so the
+# local inventory's targets share its interpreter); a preinstalled pyenv python3 does not count.
+if /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then missing=("${missing[@]/python3-venv}"); fi
 read -r -a missing <<< "${missing[*]}"
 if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
