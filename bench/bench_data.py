@@ -36,7 +36,7 @@ import pymongo  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from data.dataset import load_mongo  # noqa: E402
+from dataset import load_mongo  # noqa: E402
 from lazyshift import schema_migrate  # noqa: E402
 from lazyshift.config import Settings, as_environment  # noqa: E402
 from lazyshift.core.mapping import (  # noqa: E402
@@ -46,7 +46,7 @@ from lazyshift.core.mapping import (  # noqa: E402
     ROOT_COLUMNS,
     document_to_rows,
 )
-from lazyshift.devstack import DevStack, StackPorts  # noqa: E402
+from lazyshift.dev.stack import DevStack, StackPorts  # noqa: E402
 
 STATE = Path(os.environ.get("LAZYSHIFT_TEST_STATE_DIR", REPO / ".state" / "test"))
 PORTS = StackPorts(mysql=int(os.environ.get("LAZYSHIFT_TEST_MYSQL_PORT", "13306")),

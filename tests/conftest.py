@@ -16,7 +16,7 @@ import pymongo
 import pytest
 
 from lazyshift.config import Settings
-from lazyshift.devstack import REPO_ROOT, DevStack, StackPorts
+from lazyshift.dev.stack import REPO_ROOT, DevStack, StackPorts
 
 TEST_STATE = Path(os.environ.get("LAZYSHIFT_TEST_STATE_DIR", REPO_ROOT / ".state" / "test"))
 TEST_PORTS = StackPorts(

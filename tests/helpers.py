@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lazyshift import sourcelog
 from lazyshift.config import Settings, as_environment
-from lazyshift.sourcelog import Expected, expected_state  # noqa: F401 (re-exported for tests)
+from lazyshift.dev import expected as sourcelog
+from lazyshift.dev.expected import Expected, expected_state  # noqa: F401 (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 MOCK = REPO / "tools" / "mock-source" / "bin" / "mock-source.js"

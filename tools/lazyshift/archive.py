@@ -27,9 +27,11 @@ from typing import IO, Any
 
 from lazyshift.config import Settings
 from lazyshift.core import document
-from lazyshift.core.document import Document
-from lazyshift.core.mysql import connect, dump_json
-from lazyshift.dataops import doc_json, mongo_client, redact_uri, shipments
+from lazyshift.core import mysql_store as store
+from lazyshift.core.document import Document, any_document_json
+from lazyshift.core.mongo_store import MongoStore, redact_uri
+from lazyshift.core.mysql import connect
+from lazyshift.errors import Unavailable
 
 DATA_FILE = "shipments.jsonl.gz"
 MANIFEST_FILE = "manifest.json"
@@ -37,7 +39,7 @@ FORMAT = "lazyshift-archive/1"
 CHUNK = 1 << 20
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(Unavailable):
     """The archive cannot be written or read; the message says why."""
 
 
@@ -140,7 +142,7 @@ def archive(settings: Settings, target: str, *, s3_endpoint: str | None = None,
     tmp_dir = None if loc.is_s3 else loc.dir
     content_sha = hashlib.sha256()
     count = 0
-    client = mongo_client(settings)
+    mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
     fd, tmp_name = tempfile.mkstemp(prefix=".shipments.", suffix=".tmp", dir=tmp_dir)
     tmp = Path(tmp_name)
     try:
@@ -148,14 +150,14 @@ def archive(settings: Settings, target: str, *, s3_endpoint: str | None = None,
             hashing = _HashingWriter(raw)
             with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) as gz:  # type: ignore[arg-type]
                 # ONE sorted cursor over the collection (every _id type, MongoDB's order).
-                for doc in shipments(client, settings).find({}).sort("_id", 1).batch_size(1000):
-                    line = (doc_json(doc) + "\n").encode("utf-8", "surrogatepass")
+                for doc in mongo.shipments.find({}).sort("_id", 1).batch_size(1000):
+                    line = (any_document_json(doc) + "\n").encode("utf-8", "surrogatepass")
                     content_sha.update(line)
                     gz.write(line)
                     count += 1
         loc.put_file(DATA_FILE, tmp)
     finally:
-        client.close()
+        mongo.close()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     manifest = {
@@ -173,12 +175,8 @@ def archive(settings: Settings, target: str, *, s3_endpoint: str | None = None,
     loc.put_bytes(MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
     conn = connect(settings.mysql, autocommit=True)
     try:
-        cur = conn.cursor()
-        cur.execute("INSERT INTO archive_record (location, doc_count, sha256, manifest, "
-                    "created_at) VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                    (loc.target, count, manifest["sha256"], dump_json(manifest)))
-        manifest["record_id"] = cur.lastrowid
-        cur.close()
+        manifest["record_id"] = store.record_archive(conn.cursor(), loc.target, count,
+                                                     manifest["sha256"], manifest)
     finally:
         conn.close()
     return manifest

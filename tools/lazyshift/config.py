@@ -7,10 +7,11 @@ CLI picks it up by default so a newcomer never has to type a password.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,13 +19,30 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from lazyshift.errors import UsageError
+
 DEFAULT_STATE_DIR = Path(".state/dev")
 CONFIG_FILE_NAME = "lazyshift.toml"
+# The one place the default ports are written down (the dev stack, the roles' defaults and
+# the infrastructure renderer read them from here or document the same numbers).
+MYSQL_PORT = 3306
+MONGO_PORT = 27017
+SOURCE_PORT = 8282
+HTTP_PORT = 8380
 
 
-class MySQLSettings(BaseModel):
+class ConfigError(UsageError):
+    """The configuration (file, environment, flags) cannot be used as it is."""
+
+
+class _Section(BaseModel):
+    # A typo (`pasword`, `[clinet]`) is an error, never a setting silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class MySQLSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 3306
+    port: int = MYSQL_PORT
     database: str = "lazyshift"
     user: str = "lazyshift_app"
     password: str = ""
@@ -33,22 +51,22 @@ class MySQLSettings(BaseModel):
     migrate_password: str = ""
 
 
-class MongoSettings(BaseModel):
-    uri: str = "mongodb://127.0.0.1:27017/"
+class MongoSettings(_Section):
+    uri: str = f"mongodb://127.0.0.1:{MONGO_PORT}/"
     database: str = "lazyshift"
     collection: str = "shipments"
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8282
+    port: int = SOURCE_PORT
 
 
-class ClientSettings(BaseModel):
+class ClientSettings(_Section):
     # `mongo`: stage 1, the mode comes from here and no MySQL is used. `control`: from
     # stage 2 on, follow the mode in MySQL's control table.
     mode: Literal["mongo", "control"] = "mongo"
-    http_port: int = 8380
+    http_port: int = HTTP_PORT
     http_host: str = "127.0.0.1"
     # Fraction of reads in `dual` that are also read from MySQL and compared.
     shadow_read_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
@@ -59,7 +77,7 @@ class ClientSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="LAZYSHIFT_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LAZYSHIFT_", env_nested_delimiter="__", extra="forbid"
     )
 
     mysql: MySQLSettings = MySQLSettings()
@@ -99,8 +117,21 @@ def _config_file() -> Path | None:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from file and environment, with `overrides` (from flags) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from file and environment, with `overrides` (from flags) on top; ConfigError
+    naming the file, variable or key when something cannot be used."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {_config_file()} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
+            for e in exc.errors())
+        raise ConfigError(f"configuration rejected: {problems}",
+                          hint="check the config file (--config / LAZYSHIFT_CONFIG), the "
+                               "LAZYSHIFT_* variables and the flags") from exc
 
 
 def as_environment(settings: Settings) -> dict[str, str]:

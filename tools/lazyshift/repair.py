@@ -20,15 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lazyshift.config import Settings
+from lazyshift.core import mysql_store as store
 from lazyshift.core.document import InvalidDocument
 from lazyshift.core.guarded_write import apply_batch, map_or_reject
+from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql import connect, run_in_transaction
-from lazyshift.dataops import insert_dead_letters, mongo_client, shipments
+from lazyshift.core.mysql_store import document_dead_letter
+from lazyshift.errors import UsageError
 
 ORIGIN = "backfill"
 
 
-class RepairError(RuntimeError):
+class RepairError(UsageError):
     """The report cannot be used for a repair."""
 
 
@@ -49,18 +52,6 @@ class RepairResult:
                 "actions": self.actions}
 
 
-def _current_epoch(cur: Any) -> int | None:
-    cur.execute("SELECT epoch FROM lazyshift_control WHERE id = 1")
-    rows = cur.fetchall()
-    return int(rows[0][0]) if rows else None
-
-
-def _stored_version(cur: Any, key: str) -> int | None:
-    cur.execute("SELECT version FROM shipment WHERE shipment_key = %s FOR UPDATE", (key,))
-    rows = cur.fetchall()
-    return int(rows[0][0]) if rows else None
-
-
 def repair(settings: Settings, report: dict[str, Any], *, delete_extra: bool = False
            ) -> RepairResult:
     if not isinstance(report, dict) or "findings" not in report:
@@ -71,8 +62,8 @@ def repair(settings: Settings, report: dict[str, Any], *, delete_extra: bool = F
     findings = [f for f in report["findings"] if f.get("difference", True)]
     result = RepairResult()
     conn = connect(settings.mysql)
-    client = mongo_client(settings)
-    coll = shipments(client, settings)
+    mongo = MongoStore.open(settings, timeout_ms=10_000)
+    coll = mongo.shipments
     try:
         for finding in findings:
             key, kind = finding["key"], finding["kind"]
@@ -82,32 +73,38 @@ def repair(settings: Settings, report: dict[str, Any], *, delete_extra: bool = F
                                                                   delete_extra)))
             result.actions.append(action)
     finally:
-        client.close()
+        mongo.close()
         with contextlib.suppress(Exception):
             conn.close()
     return result
 
 
+def _repair_extra(cur: Any, key: str, in_mongo: bool, delete_extra: bool) -> dict[str, Any]:
+    if in_mongo:
+        return {"action": "kept", "ok": True, "detail": "MongoDB has the key again"}
+    if not delete_extra:
+        return {"action": "kept", "ok": False,
+                "detail": "row only in MySQL; rerun with --delete-extra to delete it"}
+    store.delete_shipment(cur, key)
+    return {"action": "deleted", "ok": True}
+
+
 def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool
                 ) -> dict[str, Any]:
     doc = coll.find_one({"_id": key})
-    stored = _stored_version(cur, key)
+    locked = store.lock_version(cur, key)
+    stored = None if locked is None else locked[0]
     if kind == "extra" or (doc is None and stored is not None):
-        if doc is not None:
-            return {"action": "kept", "ok": True, "detail": "MongoDB has the key again"}
-        if not delete_extra:
-            return {"action": "kept", "ok": False,
-                    "detail": "row only in MySQL; rerun with --delete-extra to delete it"}
-        cur.execute("DELETE FROM shipment WHERE shipment_key = %s", (key,))
-        return {"action": "deleted", "ok": True}
+        return _repair_extra(cur, key, doc is not None, delete_extra)
     if doc is None:
         return {"action": "none", "ok": True, "detail": "in neither store any more"}
     rows_by_key, rejected = map_or_reject([doc])
     if rejected:
-        insert_dead_letters(cur, ORIGIN, rejected)
+        store.insert_dead_letters(cur, [document_dead_letter(ORIGIN, d, why)
+                                        for d, why in rejected])
         return {"action": "dead-lettered", "ok": False, "detail": rejected[0][1]}
     rows = rows_by_key[key]
-    epoch = _current_epoch(cur)
+    epoch = store.current_epoch(cur)
     if stored is not None and stored > rows.version:
         if kind == "newer":
             return {"action": "refused", "ok": False,
@@ -118,7 +115,7 @@ def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool
     replaced = False
     if stored is not None and stored == rows.version:
         # Same version, different content (corruption): replace, never bump the version.
-        cur.execute("DELETE FROM shipment WHERE shipment_key = %s", (key,))
+        store.delete_shipment(cur, key)
         replaced = True
     try:
         applied = apply_batch(cur, [rows], epoch=None, written_epoch=epoch)

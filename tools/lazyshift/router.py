@@ -16,8 +16,6 @@ under an old epoch is refused by the database.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import random
 import threading
 from dataclasses import dataclass
@@ -28,16 +26,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from lazyshift import logs
 from lazyshift.config import Settings
+from lazyshift.control.ladder import MYSQL_WRITES, Mode
 from lazyshift.core import mysql as my
-from lazyshift.core.control_row import read_state
+from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document, InvalidDocument
 from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
-from lazyshift.core.mapping import load_documents, normalize
+from lazyshift.core.mapping import stored_form
 from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql import read_snapshot, run_in_transaction
-
-MODES = ("mongo", "dual", "mysql-primary", "mysql")
-MYSQL_WRITES = ("mysql-primary", "mysql")
+from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
 
 
 class Gate(Protocol):
@@ -102,10 +99,10 @@ class Router:
         self.shadow_counts: dict[str, int] = {}  # reported in the heartbeat for the gate
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Mode:
         if self.follower is None:
-            return "mongo"
-        return self.follower.mode_in_use or "mongo"
+            return Mode.MONGO
+        return Mode(self.follower.mode_in_use or Mode.MONGO)
 
     # -- connections ---------------------------------------------------------------------------
     def writer_connection(self) -> Any:
@@ -209,7 +206,7 @@ class Router:
         except InvalidDocument as exc:
             self._finish(commit=False)
             # MongoDB (the truth in dual) has it; MySQL cannot: recorded, verify reports it.
-            self._dead_letter_mysql("dual", f"key:{key}:{version}", None, key, exc.reason, doc)
+            self._dead_letter_mysql(document_dead_letter("dual", doc, exc.reason))
         except MySQLError as exc:
             self._drop_writer()
             self.mongo.backlog_add(key, version, str(exc)[:200])
@@ -220,10 +217,8 @@ class Router:
 
         def write(cur: Any) -> bool:
             check_epoch(cur, epoch)
-            cur.execute("SELECT version, source_rev FROM shipment "
-                        "WHERE shipment_key = %s FOR UPDATE", (key,))
-            row = cur.fetchone()
-            if row is None and mode == "mysql-primary":
+            row = store.lock_version(cur, key)
+            if row is None and mode == Mode.MYSQL_PRIMARY:
                 row = self._migrate_on_write(cur, key)
             if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
                 return False  # a late or repeated message
@@ -245,8 +240,7 @@ class Router:
             apply_batch(cur, [old])
             self.metrics.lazy.labels("write").inc()
         except InvalidDocument as exc:
-            self._dead_letter_mysql("lazy", f"key:{key}:{old['version']}", None, key,
-                                    exc.reason, old, cursor=cur)
+            store.insert_dead_letters(cur, [document_dead_letter("lazy", old, exc.reason)])
         return int(old["version"]), int(old["source_rev"])
 
     # -- dead letters and offsets ------------------------------------------------------------
@@ -255,31 +249,13 @@ class Router:
         if self.mode not in MYSQL_WRITES:
             return self.mongo.dead_letter(origin="stream", reason=reason, category=category,
                                           raw=raw, seq=seq, key=key)
-        dedup = f"seq:{seq}" if seq is not None else None
-        return self._dead_letter_mysql("stream", dedup, seq, key, f"{category}: {reason}",
-                                       raw.decode("utf-8", errors="replace"))
+        return self._dead_letter_mysql(
+            message_dead_letter("stream", raw, f"{category}: {reason}", seq, key))
 
-    def _dead_letter_mysql(self, origin: str, dedup: str | None, seq: int | None,
-                           key: str | None, reason: str, payload: Any,
-                           cursor: Any = None) -> bool:
-        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-        dedup = dedup or "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-        sql = ("INSERT IGNORE INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
-               "reason, payload, created_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))")
-        args = (origin, dedup[:191], seq, key[:96] if key else None, reason, text)
-        if cursor is not None:  # inside the caller's transaction
-            cursor.execute(sql, args)
-            return cursor.rowcount == 1
-        conn = self.writer_connection()
-        if conn.in_transaction:
-            cur = conn.cursor()
-            cur.execute(sql, args)
-            return cur.rowcount == 1
-        conn.start_transaction()
-        cur = conn.cursor()
-        cur.execute(sql, args)
-        conn.commit()
-        return cur.rowcount == 1
+    def _dead_letter_mysql(self, letter: DeadLetter) -> bool:
+        """Record `letter` in its own transaction on the writer connection."""
+        return bool(run_in_transaction(self.writer_connection(),
+                                       lambda cur: store.insert_dead_letters(cur, [letter])))
 
     def load_offset(self, partition: str) -> int:
         best = 0
@@ -290,40 +266,27 @@ class Router:
                 raise
             logs.event("offset.mongo_unavailable", error=str(exc))
         if self.follower is not None:
-            conn = self.writer_connection()
-            conn.start_transaction()
-            cur = conn.cursor()
-            cur.execute("SELECT seq FROM client_offset WHERE partition_spec = %s", (partition,))
-            row = cur.fetchone()
-            conn.commit()
-            best = max(best, int(row[0]) if row else 0)
+            best = max(best, run_in_transaction(self.writer_connection(),
+                                                lambda cur: store.load_offset(cur, partition)))
         return best
 
     def save_offset(self, partition: str, seq: int) -> None:
         if self.mode not in MYSQL_WRITES:
             self.mongo.save_offset(partition, seq)
             return
-        conn = self.writer_connection()
-        conn.start_transaction()
-        cur = conn.cursor()
-        cur.execute(
-            "INSERT INTO client_offset (partition_spec, seq, updated_at) VALUES "
-            "(%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
-            "seq = GREATEST(seq, VALUES(seq)), updated_at = VALUES(updated_at)",
-            (partition, seq),
-        )
-        conn.commit()
+        run_in_transaction(self.writer_connection(),
+                           lambda cur: store.save_offset(cur, partition, seq))
 
     def idle(self) -> None:
         """Between messages: retry the dual-write backlog while MySQL is reachable."""
-        if self.follower is None or self.mode not in ("dual", "mysql-primary"):
+        if self.follower is None or self.mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
             return
         keys = self.mongo.backlog_keys(limit=200)
         self.metrics.backlog.set(len(keys))
         for key in keys:
             mode, epoch = self.follower.gate()
             try:
-                if mode not in ("dual", "mysql-primary"):
+                if mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
                     return
                 doc = self.mongo.get(key)
                 if doc is not None:
@@ -333,8 +296,7 @@ class Router:
                 self.follower.refresh_now()
                 return
             except InvalidDocument as exc:
-                self._dead_letter_mysql("dual", f"key:{key}", None, key, exc.reason,
-                                        self.mongo.get(key))
+                self._dead_letter_mysql(document_dead_letter("dual", doc, exc.reason))
                 self.mongo.backlog_remove(key)
             except MySQLError as exc:
                 logs.event("backlog.retry_failed", error=str(exc), key=key)
@@ -359,18 +321,18 @@ class Router:
         conn = self._reader()
         # The control row is read for every request (a primary-key lookup), so a read never
         # uses a mode older than the last committed transition: no stale read after a flip.
-        st = read_state(conn.cursor())
-        mode = st.mode
-        if mode in ("mongo", "dual"):
+        st = store.read_control(conn.cursor())
+        mode = Mode(st.mode)
+        if mode in (Mode.MONGO, Mode.DUAL):
             doc = self.mongo.get(key)
-            if mode == "dual" and doc is not None and (
+            if mode == Mode.DUAL and doc is not None and (
                     self._shadow_rng.random() < self.settings.client.shadow_read_fraction):
                 self._shadow_compare(conn, doc)
             self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
             return ReadResult(doc, mode, "mongo")
         with read_snapshot(conn):
-            doc = load_documents(conn.cursor(), [key]).get(key)
-        if doc is not None or mode == "mysql":
+            doc = store.load_documents(conn.cursor(), [key]).get(key)
+        if doc is not None or mode == Mode.MYSQL:
             self.metrics.reads.labels(mode, "mysql", _hit(doc)).inc()
             return ReadResult(doc, mode, "mysql")
         old = self.mongo.get(key)  # MongoDB is read-only now: its copy is the latest
@@ -383,25 +345,15 @@ class Router:
         except Fenced:
             pass  # a transition is draining: answer from MongoDB now, migrate on a later read
         except InvalidDocument as exc:
-            self._dead_letter_reader(conn, key, old, exc.reason)
+            letter = document_dead_letter("lazy", old, exc.reason)
+            run_in_transaction(conn, lambda cur: store.insert_dead_letters(cur, [letter]))
         self.metrics.reads.labels(mode, "mongo->mysql", "hit").inc()
         return ReadResult(old, mode, "mongo->mysql")
-
-    def _dead_letter_reader(self, conn: Any, key: str, doc: Document, reason: str) -> None:
-        conn.start_transaction()
-        cur = conn.cursor()
-        cur.execute(
-            "INSERT IGNORE INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
-            "reason, payload, created_at) VALUES ('lazy', %s, NULL, %s, %s, %s, "
-            "UTC_TIMESTAMP(6))",
-            (f"key:{key}:{doc['version']}", key, reason, json.dumps(doc, default=str)),
-        )
-        conn.commit()
 
     def _shadow_compare(self, conn: Any, doc: Document) -> None:
         try:
             with read_snapshot(conn):
-                mine = load_documents(conn.cursor(), [doc["key"]]).get(doc["key"])
+                mine = store.load_documents(conn.cursor(), [doc["key"]]).get(doc["key"])
             result = shadow_result(doc, mine)
         except InvalidDocument:
             result = "unmappable"
@@ -418,7 +370,7 @@ def shadow_result(mongo_doc: Document, mysql_doc: Document | None) -> str:
         return "stale"
     if mysql_doc["version"] > mongo_doc["version"]:
         return "ahead"
-    return "match" if normalize(mongo_doc) == mysql_doc else "different"
+    return "match" if stored_form(mongo_doc) == mysql_doc else "different"
 
 
 def _hit(doc: Document | None) -> str:

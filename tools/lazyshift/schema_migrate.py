@@ -25,6 +25,7 @@ import mysql.connector
 
 from lazyshift.config import Settings
 from lazyshift.core.mysql import connect, rows_as_dicts
+from lazyshift.errors import ProblemFound
 
 FILE_RE = re.compile(r"^(\d{4,})_([A-Za-z0-9_]+)\.sql$")
 LOCK_TIMEOUT_S = 60
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-class SchemaMigrationError(RuntimeError):
+class SchemaMigrationError(ProblemFound):
     """Migrations cannot be applied as they are; the message says why and what to do."""
 
 
@@ -83,6 +84,35 @@ def discover(directory: Path | None = None) -> list[MigrationFile]:
     return [found[v] for v in sorted(found)]
 
 
+def _quoted_end(sql: str, i: int) -> int:
+    """Index just past the quoted string (', " or `) that starts at `i`."""
+    quote, j, n = sql[i], i + 1, len(sql)
+    while j < n:
+        escaped = sql[j] == "\\" and quote != "`"
+        doubled = sql[j] == quote and j + 1 < n and sql[j + 1] == quote
+        if escaped or doubled:
+            j += 2
+        elif sql[j] == quote:
+            return j + 1
+        else:
+            j += 1
+    raise SchemaMigrationError(f"unterminated {quote} quote starting at offset {i}")
+
+
+def _comment_end(sql: str, i: int) -> int | None:
+    """Index just past the comment that starts at `i`, or None if none starts there."""
+    ch, nxt, n = sql[i], sql[i + 1: i + 2], len(sql)
+    if (ch == "-" and nxt == "-" and (i + 2 >= n or sql[i + 2] in " \t\r\n")) or ch == "#":
+        j = sql.find("\n", i)
+        return n if j < 0 else j + 1
+    if ch == "/" and nxt == "*":
+        j = sql.find("*/", i + 2)
+        if j < 0:
+            raise SchemaMigrationError(f"unterminated /* comment starting at offset {i}")
+        return j + 2
+    return None
+
+
 def split_statements(sql: str) -> list[str]:
     """Split on `;` outside quotes, backticks and comments; drop comments and empty parts.
 
@@ -92,40 +122,19 @@ def split_statements(sql: str) -> list[str]:
     i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
-        nxt = sql[i + 1] if i + 1 < n else ""
         if ch in ("'", '"', "`"):
-            j = i + 1
-            while j < n:
-                if sql[j] == "\\" and ch != "`":
-                    j += 2
-                    continue
-                if sql[j] == ch:
-                    if j + 1 < n and sql[j + 1] == ch:  # doubled quote
-                        j += 2
-                        continue
-                    break
-                j += 1
-            if j >= n:
-                raise SchemaMigrationError(f"unterminated {ch} quote starting at offset {i}")
-            buf.append(sql[i : j + 1])
-            i = j + 1
-        elif (ch == "-" and nxt == "-" and (i + 2 >= n or sql[i + 2] in " \t\r\n")) or ch == "#":
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-            buf.append("\n")
-        elif ch == "/" and nxt == "*":
-            j = sql.find("*/", i + 2)
-            if j < 0:
-                raise SchemaMigrationError(f"unterminated /* comment starting at offset {i}")
-            i = j + 2
-            buf.append(" ")
+            j = _quoted_end(sql, i)
+            buf.append(sql[i:j])
+        elif (j := _comment_end(sql, i)) is not None:
+            buf.append("\n" if sql[j - 1] == "\n" or j == n else " ")
         elif ch == ";":
             statements.append("".join(buf))
             buf = []
-            i += 1
+            j = i + 1
         else:
             buf.append(ch)
-            i += 1
+            j = i + 1
+        i = j
     statements.append("".join(buf))
     return [s.strip() for s in statements if s.strip()]
 

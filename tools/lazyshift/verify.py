@@ -2,12 +2,13 @@
 
 Both sides are walked once, in the same key order (MongoDB's binary string order = MySQL's
 utf8mb4_bin): MongoDB (or an archive) with ONE sorted cursor, MySQL with
-`mapping.iter_documents`. The source side is cut into chunks of `chunk_size` documents; the
-MySQL rows with keys up to the chunk's last key join it. Each side's chunk checksum is a
-sha256 over the canonical JSON of the normalized documents (`mapping.normalize`: what MySQL
-gives back). Only chunks whose checksums differ are diffed document by document, and every
-difference is re-read from both sides by key before it is reported, so a document that a live
-client changed during the walk is not reported as a false difference.
+`mysql_store.iter_documents`. The source side is cut into chunks of `chunk_size` documents;
+the MySQL rows with keys up to the chunk's last key join it. Each side's chunk checksum is a
+sha256 over the canonical JSON of each document's stored form (`mapping.stored_form`: what
+MySQL gives back; `stored_form_fast` for the checksums). Only chunks whose checksums differ
+are diffed document by document, and every difference is re-read from both sides by key
+before it is reported, so a document that a live client changed during the walk is not
+reported as a false difference.
 
 Kinds of findings (neutral): missing (in the source, not in MySQL), extra (in MySQL only),
 different (same version, different content: the differing field paths), stale (MySQL's version
@@ -19,7 +20,6 @@ differences. Dead-lettered documents are counted, never differences.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -29,65 +29,26 @@ from typing import Any
 
 from lazyshift.config import Settings
 from lazyshift.core import document, mapping
+from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document, InvalidDocument
-from lazyshift.core.mysql import connect, read_snapshot, rows_as_dicts, run_in_transaction
-from lazyshift.dataops import mongo_client, redact_uri, shipments
+from lazyshift.core.mongo_store import MongoStore, redact_uri
+from lazyshift.core.mysql import connect, read_snapshot, run_in_transaction
+from lazyshift.errors import ProblemFound, UsageError
 
 KINDS = ("missing", "extra", "different", "stale", "newer")
 EXPECTED_UNDER_MYSQL_TRUTH = frozenset({"extra", "newer"})
 MYSQL_BATCH = 500
 
 
-class VerifyError(RuntimeError):
-    """Verification could not run (bad arguments, unreadable source)."""
-
-
-# -- normalisation -------------------------------------------------------------------------
-
-
-def _dt(value: datetime) -> datetime:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value) + 0.0
-
-
-def _party(p: dict[str, Any] | None) -> dict[str, Any] | None:
-    if p is None:
-        return None
-    a = p["address"]
-    return {**p, "address": None if a is None else {**a, "lat": _float(a["lat"]),
-                                                    "lon": _float(a["lon"])}}
-
-
-def fast_normalize(doc: Document) -> Document:
-    """`mapping.normalize(doc)` for a valid document, without the schema validation (10x
-    faster). Used for checksums only: a mismatch falls back to the exact path."""
-    key = doc["key"]
-    return {
-        "_id": key, "key": key, "source": doc["source"],
-        "tracking_number": doc["tracking_number"], "status": doc["status"],
-        "service_level": doc["service_level"],
-        "sender": _party(doc["sender"]), "recipient": _party(doc["recipient"]),
-        "items": [{"sku": i["sku"], "description": i["description"],
-                   "quantity": int(i["quantity"]), "weight_kg": _float(i["weight_kg"]),
-                   "value": i["value"]} for i in doc["items"]],
-        "events": [{"time": _dt(e["time"]), "status": e["status"], "location": e["location"],
-                    "note": e["note"]} for e in doc["events"]],
-        "price": doc["price"], "cost": doc["cost"],
-        "created_at": _dt(doc["created_at"]), "updated_at": _dt(doc["updated_at"]),
-        "source_seq": int(doc["source_seq"]), "source_rev": int(doc["source_rev"]),
-        "version": int(doc["version"]), "extra": doc["extra"],
-    }
+class VerifyError(UsageError):
+    """Verification cannot run as asked (arguments that exclude each other)."""
 
 
 def _canon_fast(doc: Document) -> str | None:
     try:
         if doc.get("_id") != doc.get("key"):
             return None
-        return document.canonical_json(fast_normalize(doc))
+        return document.canonical_json(mapping.stored_form_fast(doc))
     except Exception:  # noqa: BLE001 - malformed: the exact path classifies it
         return None
 
@@ -145,35 +106,34 @@ def _version(doc: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def _unmappable(key: str, sv: int | None, mv: int | None, reason: str, dead: set[str]
+                ) -> Finding | None:
+    if key in dead:
+        return None
+    if sv is not None and mv is not None and mv > sv:
+        return Finding("newer", key, sv, mv, reason=f"source unmappable: {reason}")
+    return Finding("different", key, sv, mv, fields=[reason.partition(":")[0]],
+                   reason=f"source unmappable: {reason}")
+
+
 def classify(key: str, src: Document | None, row: Document | None, dead: set[str]
              ) -> Finding | None:
     """None if equal (or dead-lettered); else the finding for this key."""
-    if src is None and row is None:
-        return None
     if row is None:
-        if key in dead:
+        if src is None or key in dead:
             return None
         return Finding("missing", key, source_version=_version(src))
     if src is None:
         return Finding("extra", key, mysql_version=_version(row))
     sv, mv = _version(src), _version(row)
     try:
-        normalized = mapping.normalize(src)
+        stored = mapping.stored_form(src)
     except InvalidDocument as exc:
-        if key in dead:
-            return None
-        if sv is not None and mv is not None and mv > sv:
-            return Finding("newer", key, sv, mv, reason=f"source unmappable: {exc.reason}")
-        return Finding("different", key, sv, mv, fields=[exc.reason.partition(":")[0]],
-                       reason=f"source unmappable: {exc.reason}")
-    if sv is not None and mv is not None and mv < sv:
-        return Finding("stale", key, sv, mv)
-    if sv is not None and mv is not None and mv > sv:
-        return Finding("newer", key, sv, mv)
-    diff = field_diff(document.to_json(normalized), document.to_json(row))
-    if not diff:
-        return None
-    return Finding("different", key, sv, mv, fields=diff)
+        return _unmappable(key, sv, mv, exc.reason, dead)
+    if sv is not None and mv is not None and mv != sv:
+        return Finding("stale" if mv < sv else "newer", key, sv, mv)
+    diff = field_diff(document.to_json(stored), document.to_json(row))
+    return Finding("different", key, sv, mv, fields=diff) if diff else None
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -199,8 +159,8 @@ class Source:
 
 class MongoSource(Source):
     def __init__(self, settings: Settings) -> None:
-        self.client = mongo_client(settings)
-        self.coll = shipments(self.client, settings)
+        self.mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
+        self.coll = self.mongo.shipments
         self.name = f"mongo:{redact_uri(settings.mongo.uri)}{settings.mongo.database}"
 
     def iter_sorted(self) -> Iterator[Document]:
@@ -225,7 +185,7 @@ class MongoSource(Source):
         return sample
 
     def close(self) -> None:
-        self.client.close()
+        self.mongo.close()
 
 
 class MySQLSide:
@@ -236,7 +196,7 @@ class MySQLSide:
     def iter_sorted(self) -> Iterator[Document]:
         cur = self.walk.cursor()
         try:
-            yield from mapping.iter_documents(cur, batch_size=MYSQL_BATCH)
+            yield from store.iter_documents(cur, batch_size=MYSQL_BATCH)
         finally:
             cur.close()
 
@@ -244,24 +204,15 @@ class MySQLSide:
         with read_snapshot(self.conn):
             cur = self.conn.cursor()
             try:
-                return mapping.load_documents(cur, keys)
+                return store.load_documents(cur, keys)
             finally:
                 cur.close()
 
-    def scalar(self, sql: str, params: tuple = ()) -> Any:
+    def query(self, fn: Any) -> Any:
+        """`fn(cursor)` with a mysql_store function, on the lookup connection."""
         cur = self.conn.cursor()
         try:
-            cur.execute(sql, params)
-            rows = cur.fetchall()
-            return rows[0][0] if rows else None
-        finally:
-            cur.close()
-
-    def keys(self, sql: str, params: tuple = ()) -> list[str]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(sql, params)
-            return [r["shipment_key"] for r in rows_as_dicts(cur, cur.fetchall())]
+            return fn(cur)
         finally:
             cur.close()
 
@@ -323,9 +274,8 @@ class _Verifier:
         self.truth = truth
         self.report = report
         self.live = live  # the source can change during the run: re-read it too
-        self.dead = set(mysql.keys("SELECT DISTINCT shipment_key FROM dead_letter "
-                                   "WHERE shipment_key IS NOT NULL"))
-        report.dead_letters = int(mysql.scalar("SELECT COUNT(*) FROM dead_letter") or 0)
+        self.dead = mysql.query(store.dead_letter_keys)
+        report.dead_letters = mysql.query(store.dead_letter_count)
 
     def _record(self, finding: Finding) -> None:
         finding.difference = not (self.truth == "mysql"
@@ -387,7 +337,7 @@ class _Verifier:
                 key = doc["_id"]
                 kb = key.encode("utf-8", "surrogatepass")
                 if last_src_key is not None and kb <= last_src_key:
-                    raise VerifyError(f"source is not sorted by _id at {key!r}")
+                    raise ProblemFound(f"source is not sorted by _id at {key!r}")
                 last_src_key = kb
                 src_chunk.append((key, _canon_fast(doc), doc))
                 if len(src_chunk) >= chunk_size:
@@ -411,11 +361,9 @@ class _Verifier:
     def sampled(self, n: int) -> None:
         keys = list(dict.fromkeys(
             self.source.sample_keys(n)
-            + self.mysql.keys("SELECT shipment_key FROM shipment ORDER BY RAND() LIMIT %s",
-                              (n,))))
+            + self.mysql.query(lambda cur: store.random_keys(cur, n))))
         self.report.counts = {"sampled_keys": len(keys),
-                              "mysql_rows": int(self.mysql.scalar(
-                                  "SELECT COUNT(*) FROM shipment") or 0)}
+                              "mysql_rows": self.mysql.query(store.shipment_count)}
         src_docs: dict[str, Document] = {}
         suspects: dict[str, Finding] = {}
         for i in range(0, len(keys), MYSQL_BATCH):
@@ -473,10 +421,8 @@ def record_run(settings: Settings, report: Report) -> None:
     started = datetime.fromisoformat(report.started_at).astimezone(UTC).replace(tzinfo=None)
     conn = connect(settings.mysql)
     try:
-        run_in_transaction(conn, lambda cur: cur.execute(
-            "INSERT INTO verify_run (source, truth, scope, differences, summary, started_at, "
-            "finished_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
-            (report.source[:255], report.truth, report.mode, report.differences,
-             json.dumps(summary, default=str), started)))
+        run_in_transaction(conn, lambda cur: store.record_verify_run(
+            cur, report.source, report.truth, report.mode, report.differences, summary,
+            started))
     finally:
         conn.close()

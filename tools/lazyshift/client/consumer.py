@@ -8,7 +8,6 @@ then change nothing.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from lazyshift.client.follower import Stopped
 from lazyshift.client.source import Partition, SourceConnection
 from lazyshift.core.document import Document
 from lazyshift.core.framing import Frame, FramingError, OversizedFrame
-from lazyshift.core.normalise import Malformed, normalise, parse_message, recover_seq
+from lazyshift.core.normalise import Malformed, normalise_message, parse_message, recover_seq
 from lazyshift.router import Unstorable
 
 MAX_MESSAGE_BYTES = 1 << 20
@@ -159,7 +158,7 @@ class Consumer:
             return
         self.counters.received += 1
         try:
-            doc = normalise(msg)
+            doc = normalise_message(msg)
         except Malformed as exc:
             self._reject(raw, seq, exc.category, exc.reason, counted=True,
                          key=_key_hint(msg))
@@ -225,7 +224,3 @@ def _key_hint(msg: dict) -> str | None:
         if isinstance(source, str) and isinstance(value, str):
             return f"{source}:{value}"[:96]
     return None
-
-
-def summary_json(counters: Counters) -> str:
-    return json.dumps(counters.as_dict(), sort_keys=True)

@@ -10,7 +10,6 @@ An epoch is acknowledged only while no write is in hand, so an acknowledgement m
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -23,7 +22,8 @@ from mysql.connector import Error as MySQLError
 from lazyshift import logs
 from lazyshift.config import Settings
 from lazyshift.core import mysql as my
-from lazyshift.core.control_row import ControlState, read_state
+from lazyshift.core import mysql_store as store
+from lazyshift.core.mysql_store import ControlState, Heartbeat
 
 
 class Stopped(Exception):
@@ -101,10 +101,6 @@ class Follower:
             return (st is not None and st.epoch == epoch and st.stable
                     and time.monotonic() - self._last_ok < self.lease_s)
 
-    def snapshot(self) -> ControlState | None:
-        with self._cond:
-            return self._state
-
     # -- poller --------------------------------------------------------------------------------
     def _loop(self) -> None:
         failures = 0
@@ -113,7 +109,7 @@ class Follower:
                 if self._conn is None:
                     self._conn = my.connect(self.settings.mysql, autocommit=True)
                 cur = self._conn.cursor()
-                st = read_state(cur)
+                st = store.read_control(cur)
                 with self._cond:
                     self._state = st
                     self._last_ok = time.monotonic()
@@ -141,25 +137,15 @@ class Follower:
                 self._cond.wait(0.02 if (draining or pending) else self.poll_s)
 
     def _beat(self, cur: Any, acked: int) -> None:
-        cur.execute(
-            "INSERT INTO client_heartbeat (client_id, host, pid, partition_spec, mode, "
-            "acked_epoch, mysql_connection_id, last_seen, stats) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s) ON DUPLICATE KEY UPDATE "
-            "host = VALUES(host), pid = VALUES(pid), partition_spec = VALUES(partition_spec), "
-            "mode = VALUES(mode), acked_epoch = VALUES(acked_epoch), "
-            "mysql_connection_id = VALUES(mysql_connection_id), last_seen = VALUES(last_seen), "
-            "stats = VALUES(stats)",
-            (self.client_id, socket.gethostname(), os.getpid(), self.partition,
-             self.mode_in_use, acked, self.write_connection_id(),
-             json.dumps(self.stats(), default=str)),
-        )
+        store.beat(cur, Heartbeat(self.client_id, socket.gethostname(), os.getpid(),
+                                  self.partition, self.mode_in_use, acked,
+                                  self.write_connection_id(), self.stats()))
 
     def deregister(self) -> None:
         """On a clean exit: leave the heartbeat table so transitions do not wait for us."""
         try:
             conn = my.connect(self.settings.mysql, autocommit=True)
-            cur = conn.cursor()
-            cur.execute("DELETE FROM client_heartbeat WHERE client_id = %s", (self.client_id,))
+            store.remove_client(conn.cursor(), self.client_id)
             conn.close()
         except MySQLError as exc:
             logs.event("control.deregister_failed", error=str(exc))

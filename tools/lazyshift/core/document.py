@@ -20,6 +20,7 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
+from bson import json_util
 
 Document = dict[str, Any]
 
@@ -151,3 +152,14 @@ def canonical_json(doc: Document) -> str:
 
 def checksum(doc: Document) -> str:
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+
+
+def any_document_json(doc: Any) -> str:
+    """Canonical JSON text of any MongoDB document, malformed ones included (extended JSON for
+    BSON types the contract does not allow): for dead letters and archives."""
+    try:
+        body = to_json(doc) if isinstance(doc, dict) else doc
+    except Exception:  # noqa: BLE001 - a malformed document is still written as it is
+        body = doc
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=json_util.default)

@@ -52,32 +52,18 @@ class FrameReader:
         self._buf += data
         while True:
             if self._skip_left:
-                take = min(self._skip_left, len(self._buf))
-                room = self.head_bytes - len(self._skip_head)
-                if room > 0:
-                    self._skip_head += self._buf[: min(room, take)]
-                del self._buf[:take]
-                self._skip_left -= take
-                if self._skip_left:
+                skipped = self._discard()
+                if skipped is None:
                     return
-                yield OversizedFrame(self._skip_len, bytes(self._skip_head))
-                self._skip_head.clear()
+                yield skipped
                 continue
-            hash_at = self._buf.find(b"#", 0, _MAX_HEADER + 1)
-            if hash_at < 0:
-                if self._buf and not bytes(self._buf).isdigit():
-                    raise FramingError(f"bad frame header: {bytes(self._buf[:32])!r}")
-                if len(self._buf) > _MAX_HEADER:
-                    raise FramingError("frame header longer than 20 digits")
+            header = self._header()
+            if header is None:
                 return
-            header = bytes(self._buf[:hash_at])
-            if not header.isdigit():
-                raise FramingError(f"bad frame header: {header[:32]!r}")
-            length = int(header)
+            hash_at, length = header
             if length > self.max_frame:
                 del self._buf[: hash_at + 1]
-                self._skip_left = length
-                self._skip_len = length
+                self._skip_left = self._skip_len = length
                 continue
             end = hash_at + 1 + length
             if len(self._buf) < end:
@@ -85,6 +71,35 @@ class FrameReader:
             payload = bytes(self._buf[hash_at + 1 : end])
             del self._buf[:end]
             yield Frame(payload)
+
+    def _discard(self) -> OversizedFrame | None:
+        """Drop buffered bytes of an oversized frame (keeping its head); the frame once all
+        of it is gone, else None (more to come)."""
+        take = min(self._skip_left, len(self._buf))
+        room = self.head_bytes - len(self._skip_head)
+        if room > 0:
+            self._skip_head += self._buf[: min(room, take)]
+        del self._buf[:take]
+        self._skip_left -= take
+        if self._skip_left:
+            return None
+        frame = OversizedFrame(self._skip_len, bytes(self._skip_head))
+        self._skip_head.clear()
+        return frame
+
+    def _header(self) -> tuple[int, int] | None:
+        """(position of '#', frame length) of the next header; None until it is complete."""
+        hash_at = self._buf.find(b"#", 0, _MAX_HEADER + 1)
+        if hash_at < 0:
+            if self._buf and not bytes(self._buf).isdigit():
+                raise FramingError(f"bad frame header: {bytes(self._buf[:32])!r}")
+            if len(self._buf) > _MAX_HEADER:
+                raise FramingError("frame header longer than 20 digits")
+            return None
+        header = bytes(self._buf[:hash_at])
+        if not header.isdigit():
+            raise FramingError(f"bad frame header: {header[:32]!r}")
+        return hash_at, int(header)
 
     @property
     def buffered(self) -> int:

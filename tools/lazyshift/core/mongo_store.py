@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pymongo
 from pymongo import ReturnDocument
@@ -32,11 +34,17 @@ from pymongo.errors import DuplicateKeyError
 
 from lazyshift.core.document import Document
 
+if TYPE_CHECKING:
+    from lazyshift.config import Settings
+
 SHIPMENTS = "shipments"
 DEAD_LETTERS = "dead_letters"
 OFFSETS = "client_offsets"
 # Dual-write: shipments whose MySQL write failed, retried until MySQL has them.
 BACKLOG = "mysql_backlog"
+# FerretDB evaluates range filters and sorts over a full scan before it answers the first
+# batch, so a client that scans (backfill, verify, archive) must outlast that scan.
+SCAN_SOCKET_TIMEOUT_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,31 @@ class ConcurrentWrite(RuntimeError):
     """Two writers raced on one shipment where the store cannot guard atomically."""
 
 
-def connect(uri: str, timeout_ms: int = 5000) -> pymongo.MongoClient:
+def connect(uri: str, timeout_ms: int = 5000, *, scan: bool = False) -> pymongo.MongoClient:
+    """A client that hands back aware UTC datetimes; `scan` for long scans (see above)."""
     return pymongo.MongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms, socketTimeoutMS=max(timeout_ms, 10000),
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=SCAN_SOCKET_TIMEOUT_MS if scan else max(timeout_ms, 10000),
     )
+
+
+def key_filter(after: str | None, upper: str | None) -> dict[str, Any]:
+    """String _ids in (after, upper]; None = unbounded. `$gte ""` keeps non-string _ids out
+    (MongoDB compares within one BSON type only)."""
+    cond: dict[str, Any] = {"$gt": after} if after is not None else {"$gte": ""}
+    if upper is not None:
+        cond["$lte"] = upper
+    return {"_id": cond}
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` without user:password (mongodb://u:p@h/ -> mongodb://h/)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return re.sub(r"//[^@/]*@", "//", uri)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 class MongoStore:
@@ -67,6 +95,25 @@ class MongoStore:
         self.offsets: Collection = self.db[OFFSETS]
         self.backlog: Collection = self.db[BACKLOG]
         self.ferretdb = "ferretdbVersion" in client.admin.command("buildInfo")
+
+    @classmethod
+    def open(cls, settings: Settings, *, timeout_ms: int = 5000, scan: bool = False
+             ) -> MongoStore:
+        """A store on its own client (closed by `close`), for the configured collection."""
+        client = connect(settings.mongo.uri, timeout_ms, scan=scan)
+        try:
+            return cls(client, settings.mongo.database, settings.mongo.collection)
+        except BaseException:
+            client.close()
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+
+    def counts(self) -> dict[str, int]:
+        return {"shipments": self.shipments.estimated_document_count(),
+                "dual_backlog": self.backlog.count_documents({}),
+                "dead_letters": self.dead_letters.count_documents({})}
 
     def apply_snapshot(self, doc: Document,
                        before_write: Callable[[], None] | None = None) -> MongoWrite:

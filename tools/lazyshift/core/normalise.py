@@ -416,7 +416,7 @@ NORMALISERS: dict[str, Callable[[_Obj], Document]] = {
 }
 
 
-def normalise(msg: dict[str, Any]) -> Document:
+def normalise_message(msg: dict[str, Any]) -> Document:
     """A parsed source message -> canonical document without `version` (the store assigns it).
 
     Raises Malformed for anything that does not fit the contract.

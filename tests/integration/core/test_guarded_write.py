@@ -1,0 +1,307 @@
+"""The one version-guarded write: never older over newer, children replaced, fenced by epoch,
+correct under concurrent writers (threads and processes) on the real MariaDB."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from lazyshift.config import MySQLSettings
+from lazyshift.core import mysql as db
+from lazyshift.core.document import InvalidDocument
+from lazyshift.core.guarded_write import (
+    BatchResult,
+    Fenced,
+    apply_batch,
+    guarded_write,
+    map_or_reject,
+)
+from lazyshift.core.mysql_store import load_documents
+from strategies import sample_document as sample_doc
+
+DB_EXAMPLES = hsettings(max_examples=60, deadline=None,
+                        suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
+
+
+def version_doc(key: str, version: int, n_items: int = 1) -> dict:
+    """A distinct document per (key, version): the content says which version it is."""
+    doc = sample_doc(_id=key, key=key, version=version, source_rev=version,
+                     tracking_number=f"T{version}")
+    doc["items"] = [dict(doc["items"][0], sku=f"v{version}-{i}", quantity=i)
+                    for i in range(n_items)]
+    return doc
+
+
+def stored(conn, key: str) -> dict | None:
+    cur = conn.cursor()
+    conn.rollback()  # a fresh snapshot
+    docs = load_documents(cur, [key])
+    conn.rollback()
+    cur.close()
+    return docs.get(key)
+
+
+def bookkeeping(conn, key: str) -> tuple:
+    cur = conn.cursor()
+    conn.rollback()
+    cur.execute("SELECT version, apply_count, written_epoch FROM shipment WHERE shipment_key = %s",
+                (key,))
+    row = cur.fetchone()
+    conn.rollback()
+    return row
+
+
+def child_counts(conn, key: str) -> tuple[int, int, int]:
+    cur = conn.cursor()
+    out = []
+    for table in ("shipment_party", "shipment_item", "shipment_event"):
+        cur.execute(f"SELECT COUNT(*) FROM {table} WHERE shipment_key = %s", (key,))
+        out.append(cur.fetchone()[0])
+    conn.rollback()
+    return tuple(out)
+
+
+def set_control(conn, **values) -> None:
+    cur = conn.cursor()
+    sets = ", ".join(f"{k} = %s" for k in values)
+    cur.execute(f"UPDATE lazyshift_control SET {sets} WHERE id = 1", tuple(values.values()))
+    conn.commit()
+
+
+# -- the version guard -------------------------------------------------------------------------
+
+
+def test_insert_then_newer_applies_older_and_equal_skip(conn):
+    assert guarded_write(conn, version_doc("k:1", 2)) is True
+    assert guarded_write(conn, version_doc("k:1", 1)) is False
+    assert guarded_write(conn, version_doc("k:1", 2) | {"tracking_number": "other"}) is False
+    assert stored(conn, "k:1") == version_doc("k:1", 2)
+    assert guarded_write(conn, version_doc("k:1", 5)) is True
+    assert stored(conn, "k:1") == version_doc("k:1", 5)
+    assert bookkeeping(conn, "k:1")[:2] == (5, 2)  # applied twice, skipped twice
+    cur = conn.cursor()
+    cur.execute("SELECT TIMESTAMPDIFF(SECOND, written_at, UTC_TIMESTAMP(6)) FROM shipment")
+    assert 0 <= cur.fetchone()[0] < 60  # stamped with the server's UTC clock
+    conn.rollback()
+
+
+@DB_EXAMPLES
+@given(versions=st.lists(st.integers(1, 8), min_size=1, max_size=10),
+       batch_size=st.integers(1, 4))
+def test_any_interleaving_ends_at_max_version(conn, versions, batch_size):
+    """Whatever the order (and batching, with duplicates), the stored document is the one with
+    the highest version, and apply_count counts exactly the writes that raised the version."""
+    cur = conn.cursor()
+    cur.execute("DELETE FROM shipment")
+    conn.commit()
+    expected_applies, high = 0, 0
+    for i in range(0, len(versions), batch_size):
+        batch = versions[i:i + batch_size]
+        result = apply_batch(cur, [version_doc("k:p", v, n_items=v % 4) for v in batch])
+        conn.commit()
+        if max(batch) > high:
+            expected_applies += 1
+            high = max(batch)
+            assert result == BatchResult(applied_keys=["k:p"], skipped_keys=[])
+        else:
+            assert result == BatchResult(applied_keys=[], skipped_keys=["k:p"])
+    assert stored(conn, "k:p") == version_doc("k:p", max(versions), n_items=max(versions) % 4)
+    assert bookkeeping(conn, "k:p")[:2] == (max(versions), expected_applies)
+    cur.close()
+
+
+def test_children_replaced_not_appended(conn):
+    guarded_write(conn, version_doc("k:c", 1, n_items=5))
+    assert child_counts(conn, "k:c") == (1, 5, 1)
+    newer = version_doc("k:c", 2, n_items=2)
+    newer["events"] = []
+    newer["recipient"] = None
+    guarded_write(conn, newer)
+    assert child_counts(conn, "k:c") == (0, 2, 0)
+    assert stored(conn, "k:c") == newer
+    # an older write does not touch the children either
+    guarded_write(conn, version_doc("k:c", 1, n_items=7))
+    assert child_counts(conn, "k:c") == (0, 2, 0)
+
+
+def test_batch_keeps_highest_version_per_key_and_reports(conn):
+    cur = conn.cursor()
+    result = apply_batch(cur, [version_doc("k:a", 3), version_doc("k:b", 1),
+                               version_doc("k:a", 7), version_doc("k:a", 5)], written_epoch=4)
+    conn.commit()
+    assert result == BatchResult(applied_keys=["k:a", "k:b"], skipped_keys=[])
+    assert stored(conn, "k:a")["version"] == 7
+    assert bookkeeping(conn, "k:a") == (7, 1, 4)
+    result = apply_batch(cur, [version_doc("k:a", 7), version_doc("k:b", 2)])
+    conn.commit()
+    assert result == BatchResult(applied_keys=["k:b"], skipped_keys=["k:a"])
+    assert bookkeeping(conn, "k:b") == (2, 2, None)
+
+
+def test_batch_runs_in_callers_transaction(conn):
+    cur = conn.cursor()
+    apply_batch(cur, [version_doc("k:t", 1)])
+    conn.rollback()
+    assert stored(conn, "k:t") is None
+
+
+def test_invalid_document_rejects_whole_batch_before_writing(conn):
+    cur = conn.cursor()
+    bad = version_doc("k:bad", 1) | {"price": {"amount": "1234567890123456", "currency": "EUR"}}
+    with pytest.raises(InvalidDocument) as info:
+        apply_batch(cur, [version_doc("k:good", 1), bad])
+    assert info.value.reason == (
+        "document 'k:bad': price/amount: 16 integer digits exceed DECIMAL(20,6)")
+    conn.rollback()
+    assert stored(conn, "k:good") is None
+    rows_by_key, rejected = map_or_reject([version_doc("k:good", 1), bad, version_doc("k:good", 3)])
+    assert list(rows_by_key) == ["k:good"] and rows_by_key["k:good"].version == 3
+    assert rejected == [(bad, "price/amount: 16 integer digits exceed DECIMAL(20,6)")]
+    # mapped rows can be written directly
+    assert apply_batch(cur, list(rows_by_key.values())).applied_keys == ["k:good"]
+    conn.commit()
+    assert stored(conn, "k:good") == version_doc("k:good", 3)
+
+
+# -- fencing -----------------------------------------------------------------------------------
+
+
+def test_fenced_on_wrong_epoch(conn, connect):
+    admin = connect()
+    assert guarded_write(conn, version_doc("k:f", 1), epoch=1) is True
+    assert bookkeeping(conn, "k:f")[2] == 1
+    set_control(admin, epoch=2, mode="mysql-primary")
+    with pytest.raises(Fenced) as info:
+        guarded_write(conn, version_doc("k:f", 2), epoch=1)
+    assert info.value.current_epoch == 2
+    assert "epoch 1" in str(info.value) and "epoch 2" in str(info.value)
+    assert stored(conn, "k:f")["version"] == 1
+    assert guarded_write(conn, version_doc("k:f", 2), epoch=2, written_epoch=2) is True
+    assert bookkeeping(conn, "k:f") == (2, 2, 2)
+    # without an epoch there is no fencing (backfill under its own control)
+    assert guarded_write(conn, version_doc("k:f", 3)) is True
+
+
+def test_fenced_while_draining(conn, connect):
+    admin = connect()
+    set_control(admin, state="draining", target_mode="mysql-primary")
+    cur = conn.cursor()
+    with pytest.raises(Fenced, match="draining"):
+        apply_batch(cur, [version_doc("k:d", 1)], epoch=1)
+    conn.rollback()
+    set_control(admin, state="stable", target_mode=None)
+    assert apply_batch(cur, [version_doc("k:d", 1)], epoch=1).applied_keys == ["k:d"]
+    conn.commit()
+
+
+def test_epoch_bump_waits_for_inflight_write(conn, connect):
+    """The share lock on the control row holds a transition until in-flight writes commit."""
+    admin = connect()
+    cur = conn.cursor()
+    apply_batch(cur, [version_doc("k:w", 1)], epoch=1)  # holds the share lock, not committed
+    done = threading.Event()
+
+    def bump():
+        set_control(admin, epoch=2)
+        done.set()
+
+    t = threading.Thread(target=bump)
+    t.start()
+    assert not done.wait(0.5)  # blocked behind our transaction
+    conn.commit()
+    assert done.wait(10)
+    t.join()
+    with pytest.raises(Fenced):
+        apply_batch(cur, [version_doc("k:w", 2)], epoch=1)
+    conn.rollback()
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def _writer(mysql_settings: dict, seed: int, keys: list[str], writes: int,
+            isolation: str | None) -> int:
+    rng = random.Random(seed)
+    conn = db.connect(MySQLSettings(**mysql_settings))
+    if isolation:
+        conn.cursor().execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+    try:
+        top = 0
+        for _ in range(writes):
+            v = rng.randint(1, 40)
+            guarded_write(conn, version_doc(rng.choice(keys), v, n_items=v % 5))
+            top = max(top, v)
+        return top
+    finally:
+        conn.close()
+
+
+def _check_final(conn, keys, seeds_writes) -> None:
+    # Recompute which versions each key received: the max per key must be what is stored.
+    expected: dict[str, int] = {}
+    for seed, writes in seeds_writes:
+        rng = random.Random(seed)
+        for _ in range(writes):
+            v = rng.randint(1, 40)
+            key = rng.choice(keys)
+            expected[key] = max(expected.get(key, 0), v)
+    for key, v in expected.items():
+        assert stored(conn, key) == version_doc(key, v, n_items=v % 5)
+        assert child_counts(conn, key)[1] == v % 5
+
+
+@pytest.mark.parametrize("isolation", [None, "READ COMMITTED"])
+def test_concurrent_threads_end_at_max_version(migrated, conn, isolation):
+    keys = [f"k:{i}" for i in range(4)]
+    jobs = [(seed, 40) for seed in range(8)]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(_writer, migrated.mysql.model_dump(), seed, keys, n, isolation)
+                   for seed, n in jobs]
+        for f in futures:
+            f.result()  # no errors surfaced
+    _check_final(conn, keys, jobs)
+
+
+def test_concurrent_processes_end_at_max_version(migrated, conn):
+    keys = [f"p:{i}" for i in range(3)]
+    jobs = [(100 + seed, 30) for seed in range(6)]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(len(jobs)) as pool:
+        pool.starmap(_writer, [(migrated.mysql.model_dump(), seed, keys, n, None)
+                               for seed, n in jobs])
+    _check_final(conn, keys, jobs)
+
+
+@pytest.mark.parametrize("isolation", [None, "READ COMMITTED"])
+def test_concurrent_first_inserts_of_same_key(migrated, conn, isolation):
+    """Many writers insert the same new key at the same instant: no errors, max version wins."""
+    for round_ in range(5):
+        key = f"new:{round_}"
+        n = 8
+        barrier = threading.Barrier(n)
+        versions = random.Random(round_).sample(range(1, 100), n)
+
+        def write(v, key=key, barrier=barrier):
+            c = db.connect(migrated.mysql)
+            if isolation:
+                c.cursor().execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+            try:
+                barrier.wait()
+                return guarded_write(c, version_doc(key, v, n_items=v % 5))
+            finally:
+                c.close()
+
+        with ThreadPoolExecutor(n) as pool:
+            applied = list(pool.map(write, versions))
+        assert any(applied)
+        assert stored(conn, key) == version_doc(key, max(versions), n_items=max(versions) % 5)
+        assert child_counts(conn, key)[1] == max(versions) % 5
+        assert bookkeeping(conn, key)[1] == sum(applied)

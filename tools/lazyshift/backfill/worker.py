@@ -1,0 +1,299 @@
+"""A backfill worker: lease a partition, read it from MongoDB, write it into MySQL.
+
+Workers lease partitions with `SELECT ... FOR UPDATE SKIP LOCKED`; a lease expires after
+`lease_seconds` unless renewed (every batch renews it), so a dead worker's partition is taken
+over from its checkpoint. A partition is read with ONE MongoDB cursor
+`find({_id: {$gt: checkpoint, $lte: upper}}).sort(_id)` iterated in batches: FerretDB
+evaluates any range filter over a full scan, so repeated range queries would rescan the
+collection per page. Each batch is one MySQL transaction: lock the partition row and check
+the lease and checkpoint, `apply_batch` (never overwrites newer rows), dead-letter the
+unmappable documents, move the checkpoint. A crash at any point leaves either all of a batch
+or none of it, so a rerun neither loses nor re-applies a document (DESIGN.md invariant 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pymongo.errors
+
+from lazyshift import logs
+from lazyshift.backfill import throttle
+from lazyshift.backfill.options import ORIGIN, BackfillOptions
+from lazyshift.config import Settings
+from lazyshift.core import mysql_store as store
+from lazyshift.core.guarded_write import apply_batch, map_or_reject
+from lazyshift.core.mongo_store import MongoStore, key_filter
+from lazyshift.core.mysql import connect, run_in_transaction
+from lazyshift.core.mysql_store import document_dead_letter
+
+PAUSE_POLL_S = 0.25
+IDLE_POLL_S = 0.5
+MONGO_RETRIES = 5
+
+
+class LeaseLost(Exception):
+    """Another worker owns the partition now (our lease expired)."""
+
+
+@dataclass
+class Partition:
+    id: int
+    kind: str
+    upper: str | None
+    checkpoint: str | None
+
+
+_END = object()
+
+
+class ReadAhead:
+    """Reads a MongoDB cursor one batch ahead in a thread, so the server's scan (FerretDB
+    decodes every document it scans) overlaps with mapping and the MySQL transaction.
+
+    At most `depth` batches wait in memory, so the backfill's memory stays flat whatever
+    the collection's size. Batches read but not committed when a worker stops or a cursor
+    fails are simply dropped: the checkpoint says where the next cursor starts.
+    """
+
+    def __init__(self, docs: Iterator[dict[str, Any]], batch_size: int, depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(docs, batch_size),
+                                        name="backfill-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self, docs: Iterator[dict[str, Any]], batch_size: int) -> None:
+        try:
+            batch: list[dict[str, Any]] = []
+            for doc in docs:
+                batch.append(doc)
+                if len(batch) >= batch_size:
+                    self._put(batch)
+                    batch = []
+                if self._stop.is_set():
+                    return
+            if batch:
+                self._put(batch)
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            self._put(exc)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the command that started it dies (e.g. kill -9)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Worker:
+    def __init__(self, settings: Settings, options: BackfillOptions, name: str) -> None:
+        self.settings = settings
+        self.options = options
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{name}"[:64]
+        self.stop = False
+        self.conn = connect(settings.mysql)
+        self.mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
+        self.pacer = throttle.Pacer(options.per_worker_rate())
+        self.scanned = 0
+        self.last_renew = 0.0
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.mongo.close()
+
+    # one short transaction, retried on retryable errors
+    def _tx(self, fn: Callable[[Any], Any]) -> Any:
+        return run_in_transaction(self.conn, fn)
+
+    def lease(self) -> Partition | None | bool:
+        """A leased partition; None if none is free now; False if every partition is done."""
+        got = self._tx(lambda cur: store.lease_partition(cur, self.owner,
+                                                         self.options.lease_seconds))
+        if not isinstance(got, dict):
+            return got
+        part = Partition(int(got["id"]), got["kind"], got["upper_key"], got["checkpoint_key"])
+        self.last_renew = time.monotonic()
+        logs.event("backfill.lease", partition=part.id, owner=self.owner,
+                   checkpoint=part.checkpoint)
+        return part
+
+    def _set_state(self, part: Partition, status: str, release: bool = False) -> bool:
+        ok = bool(self._tx(lambda cur: store.set_partition_state(
+            cur, part.id, self.owner, status, self.options.lease_seconds, release)))
+        self.last_renew = time.monotonic()
+        return ok
+
+    def _signals(self) -> throttle.Signals:
+        def read(cur: Any) -> throttle.Signals:
+            busy = store.threads_running(cur) if self.options.max_threads_running else 0
+            return throttle.Signals(store.backfill_paused(cur), busy)
+
+        return self._tx(read)
+
+    def wait_if_needed(self, part: Partition | None) -> None:
+        """Obey the operator's pause and the Threads_running limit (renewing the lease)."""
+        state = None
+        while not self.stop:
+            want = throttle.reason(self._signals(), self.options.max_threads_running)
+            if want is None:
+                break
+            if want != state:
+                state = want
+                logs.event(f"backfill.{want}", owner=self.owner)
+                if part is not None and not self._set_state(part, want):
+                    raise LeaseLost()
+            elif part is not None and (time.monotonic() - self.last_renew
+                                       > self.options.lease_seconds / 3):
+                if not self._set_state(part, want):
+                    raise LeaseLost()
+            time.sleep(PAUSE_POLL_S)
+        if state is not None and part is not None and not self._set_state(part, "running"):
+            raise LeaseLost()
+
+    def pace(self) -> None:
+        while not self.stop and (delay := self.pacer.delay(self.scanned)) > 0:
+            time.sleep(min(delay, PAUSE_POLL_S))
+
+    def commit_batch(self, part: Partition, docs: list[dict[str, Any]]) -> None:
+        last = docs[-1]["_id"] if part.kind == "range" else part.checkpoint
+        rows_by_key, rejected = map_or_reject(docs)
+        rows = list(rows_by_key.values())
+        letters = [document_dead_letter(ORIGIN, doc, why) for doc, why in rejected]
+
+        def tx(cur: Any) -> None:
+            found = store.lock_partition(cur, part.id)
+            if found is None or found[1] != self.owner:
+                raise LeaseLost()
+            if found[0] != part.checkpoint:
+                if part.kind == "range" and found[0] == last:
+                    return  # committed before the connection was lost: nothing to redo
+                raise LeaseLost()
+            result = apply_batch(cur, rows, epoch=None, written_epoch=store.current_epoch(cur))
+            store.insert_dead_letters(cur, letters)
+            store.advance_checkpoint(cur, part.id, self.owner, last, len(docs),
+                                     len(result.applied_keys), len(rejected),
+                                     self.options.lease_seconds)
+
+        self._tx(tx)
+        part.checkpoint = last
+        self.scanned += len(docs)
+        self.last_renew = time.monotonic()
+
+    def _cursor(self, part: Partition) -> Iterator[dict[str, Any]]:
+        coll = self.mongo.shipments
+        if part.kind == "other":
+            # Non-string _ids: unordered, no checkpoint; each batch is idempotent (dedup key).
+            flt: dict[str, Any] = {"_id": {"$not": {"$type": "string"}}}
+            return iter(coll.find(flt, batch_size=self.options.batch_size))
+        cur = coll.find(key_filter(part.checkpoint, part.upper))
+        return iter(cur.sort("_id", 1).batch_size(self.options.batch_size))
+
+    def run_partition(self, part: Partition) -> bool:
+        """Backfill one leased partition; True when it is done."""
+        batch_size = self.options.batch_size
+        rate = self.options.per_worker_rate()
+        if rate:
+            batch_size = max(1, min(batch_size, int(rate)))  # about a batch per second
+        failures = 0
+        while not self.stop:
+            try:
+                self.wait_if_needed(part)
+                ahead = ReadAhead(self._cursor(part), batch_size)
+                try:
+                    for docs in ahead:
+                        self.commit_batch(part, docs)
+                        failures = 0
+                        self.pace()
+                        self.wait_if_needed(part)
+                        if self.stop:
+                            break
+                finally:
+                    ahead.close()
+                if self.stop:
+                    break
+                return self._set_state(part, "done", release=True)
+            except (pymongo.errors.AutoReconnect, pymongo.errors.CursorNotFound,
+                    pymongo.errors.ExecutionTimeout) as exc:
+                failures += 1
+                if failures > MONGO_RETRIES:
+                    raise
+                logs.event("backfill.mongo_retry", logging.WARNING, partition=part.id,
+                           error=str(exc), checkpoint=part.checkpoint)
+                time.sleep(min(5.0, 0.2 * 2**failures))  # back-off before reopening
+        self._set_state(part, "pending", release=True)
+        return False
+
+    def run(self) -> int:
+        try:
+            while not self.stop:
+                self.wait_if_needed(None)
+                got = self.lease()
+                if got is False:
+                    return 0
+                if got is None:
+                    time.sleep(IDLE_POLL_S)  # others hold the rest: wait for them or expiry
+                    continue
+                assert isinstance(got, Partition)
+                try:
+                    self.run_partition(got)
+                except LeaseLost:
+                    logs.event("backfill.lease_lost", logging.WARNING, partition=got.id,
+                               owner=self.owner)
+            return 0
+        finally:
+            self.close()
+
+
+def worker_main(settings: Settings, options: BackfillOptions, name: str) -> int:
+    """Entry point of a worker process."""
+    die_with_parent()
+    logs.setup(os.environ.get("LAZYSHIFT_LOG_LEVEL", "INFO"))
+    worker = Worker(settings, options, name)
+
+    def _stop(*_: Any) -> None:
+        worker.stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        return worker.run()
+    except Exception as exc:  # noqa: BLE001 - reported, and the exit code says it failed
+        logs.event("backfill.worker_failed", logging.ERROR, owner=worker.owner,
+                   error=f"{type(exc).__name__}: {exc}")
+        return 1

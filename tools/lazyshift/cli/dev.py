@@ -1,0 +1,153 @@
+"""`lazyshift dev up|down|status|demo`: the local stack and the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lazyshift import logs
+from lazyshift.cli.output import Ctx, console, pass_ctx
+from lazyshift.config import DEFAULT_STATE_DIR, MONGO_PORT, MYSQL_PORT, SOURCE_PORT
+
+
+@click.group()
+def dev() -> None:
+    """Local stack: MariaDB, FerretDB and the mock source as ordinary processes."""
+
+
+def _stack_options(fn: Any) -> Any:
+    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                      default=DEFAULT_STATE_DIR, envvar="LAZYSHIFT_STATE_DIR",
+                      show_default=True, help="Where data, logs and pid files live.")(fn)
+    fn = click.option("--mysql-port", type=int, default=MYSQL_PORT,
+                      envvar="LAZYSHIFT_DEV_MYSQL_PORT", show_default=True)(fn)
+    fn = click.option("--mongo-port", type=int, default=MONGO_PORT,
+                      envvar="LAZYSHIFT_DEV_MONGO_PORT", show_default=True)(fn)
+    fn = click.option("--source-port", type=int, default=SOURCE_PORT,
+                      envvar="LAZYSHIFT_DEV_SOURCE_PORT", show_default=True)(fn)
+    fn = click.option("--no-source", is_flag=True, help="Do not start the mock source.")(fn)
+    return fn
+
+
+def _stack(state_dir: Path, mysql_port: int, mongo_port: int, source_port: int,
+           no_source: bool, source_args: tuple[str, ...] = ()) -> Any:
+    from lazyshift.dev.stack import DevStack, StackPorts
+
+    return DevStack(state_dir, StackPorts(mysql_port, mongo_port, source_port),
+                    with_source=not no_source, source_args=list(source_args))
+
+
+@dev.command("up", context_settings={"ignore_unknown_options": True})
+@_stack_options
+@click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def dev_up(ctx: Ctx, source_args: tuple[str, ...], **kw: Any) -> None:
+    """Start the stack (idempotent) and wait until every part answers. Exit 3 if a part
+    cannot be started (the message says why).
+
+    Arguments after `--` go to the mock source, e.g. `lazyshift dev up -- --rate 200`.
+    """
+    endpoints = _stack(source_args=source_args, **kw).up()
+    ctx.emit(endpoints, human=lambda: [console.print(f"{k:7} {v}") for k, v in
+                                       endpoints.items()])
+
+
+@dev.command("down")
+@_stack_options
+@pass_ctx
+def dev_down(ctx: Ctx, **kw: Any) -> None:
+    """Stop the processes this stack started (by pid file); nothing else."""
+    stopped = _stack(**kw).down()
+    ctx.emit({"stopped": stopped}, human=f"stopped: {', '.join(stopped) or 'nothing'}")
+
+
+@dev.command("status")
+@_stack_options
+@pass_ctx
+def dev_status(ctx: Ctx, **kw: Any) -> None:
+    """Show each component, its pid and whether it answers. Exit 3 if any is down."""
+    rows = _stack(**kw).status()
+
+    def human() -> None:
+        table = Table("component", "port", "pid", "answering")
+        for r in rows:
+            table.add_row(str(r["component"]), str(r["port"]), str(r["pid"] or "-"),
+                          "yes" if r["answering"] else "[red]no[/red]")
+        console.print(table)
+
+    ctx.emit(rows, human=human)
+    if not all(r["answering"] for r in rows):
+        raise click.exceptions.Exit(3)
+
+
+class _ConsoleReporter:
+    """How `dev demo` shows the ladder's steps as they run."""
+
+    @contextlib.contextmanager
+    def step(self, stage: str, what: str) -> Iterator[None]:
+        with console.status(f"{stage}: {what}"):
+            yield
+
+    def done(self, result: Any) -> None:
+        console.print(f"[bold]{result.stage}[/bold] {result.what}: "
+                      + ("[green]ok[/green]" if result.ok else "[red]failed[/red]"))
+
+    def note(self, text: str) -> None:
+        console.print(f"  {text}")
+
+
+def _print_checks(checks: list[Any]) -> None:
+    table = Table("check", "source says", "lazyshift has", "", title="stage 1 reconciliation")
+    for ch in checks:
+        table.add_row(ch.what, str(ch.expected), str(ch.actual),
+                      "[green]ok[/green]" if ch.ok else "[red]MISMATCH[/red]")
+    console.print(table)
+
+
+def _print_ladder(results: list[Any]) -> None:
+    table = Table("stage", "step", "seconds", "", title="the ladder, end to end")
+    for r in results:
+        table.add_row(r.stage, r.what, f"{r.seconds:.2f}",
+                      "[green]ok[/green]" if r.ok else "[red]FAILED[/red]")
+    console.print(table)
+
+
+@dev.command("demo", context_settings={"ignore_unknown_options": True})
+@click.option("--stage1-only", is_flag=True, help="Only stage 1 (mongo) and its reconciliation.")
+@click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def dev_demo(ctx: Ctx, stage1_only: bool, source_args: tuple[str, ...]) -> None:
+    """Run the main job on the running dev stack and reconcile it with the source's log:
+    all five stages with the stream flowing (wipes the dev databases first).
+
+    SOURCE_ARGS (after `--`) must be the generation flags the stack's mock source was
+    started with (`make demo` passes the same ones to both).
+    """
+    from lazyshift.dev.demo import run_ladder, run_stage1
+
+    if "LAZYSHIFT_LOG_LEVEL" not in os.environ:
+        logs.set_level("WARNING")  # the tables are the output here
+    if stage1_only:
+        with Progress(TextColumn("stage 1 [bold]mongo[/bold]: ingesting"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} messages"),
+                      TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("ingest", total=None)
+            checks = run_stage1(ctx.settings(), list(source_args),
+                                lambda done, total: bar.update(task, completed=done,
+                                                               total=total))
+        ctx.emit([c.__dict__ | {"ok": c.ok} for c in checks],
+                 human=lambda: _print_checks(checks))
+        ctx.finish(all(c.ok for c in checks))
+    results = run_ladder(ctx.settings(), list(source_args), _ConsoleReporter())
+    ctx.emit([r.__dict__ for r in results], human=lambda: _print_ladder(results))
+    ctx.finish(all(r.ok for r in results))
+
+
+COMMANDS = [dev]

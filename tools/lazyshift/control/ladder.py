@@ -1,0 +1,225 @@
+"""The mode ladder: the only place that knows the order of the stages and what each rung needs.
+
+    stage 1 mongo -> 2 dual -> 3 mysql-primary (flip) -> 4 mysql-primary + backfill -> 5 mysql
+
+Two tables:
+- `STAGES`: for each stage, what must hold before the pipeline may start the next one (the
+  gate `lazyshift status` reports and Jenkins waits on).
+- `RUNGS`: for each (from, to) move of the control plane, what must hold (the same checks as
+  the stage it leaves, plus what the rung itself needs), and the steps that copy data while
+  writes still flow (`before_pause`) and while they are paused (`during_pause`).
+
+`lazyshift status` (gate.py) and `lazyshift mode set` (plane.py) both read these tables, so
+what the gate says and what `mode set` allows cannot disagree. Everything here is pure: the
+checks look at `Facts` collected elsewhere (facts.py), the steps live in steps.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from lazyshift.errors import ProblemFound, UsageError
+
+
+class Mode(StrEnum):
+    MONGO = "mongo"
+    DUAL = "dual"
+    MYSQL_PRIMARY = "mysql-primary"
+    MYSQL = "mysql"
+
+
+ORDER: tuple[Mode, ...] = tuple(Mode)
+MODE_NAMES: tuple[str, ...] = tuple(m.value for m in ORDER)
+# Modes in which MySQL takes the writes (and MongoDB, if it still exists, is read-only).
+MYSQL_WRITES: frozenset[Mode] = frozenset({Mode.MYSQL_PRIMARY, Mode.MYSQL})
+
+
+class TransitionError(ProblemFound):
+    """A transition was refused or could not complete; the old mode stays in force."""
+
+
+def parse_mode(name: str) -> Mode:
+    try:
+        return Mode(name)
+    except ValueError:
+        raise UsageError(f"unknown mode {name!r}: one of {', '.join(MODE_NAMES)}") from None
+
+
+# -- what the checks look at -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyRun:
+    differences: int
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A snapshot of the migration, collected by `control.facts.collect`."""
+
+    mode: Mode
+    epoch: int
+    stable: bool = True
+    behind: tuple[str, ...] = ()  # live clients that have not acknowledged `epoch`
+    mongo_reachable: bool = True
+    dual_backlog: int = 0
+    shadow_differences: int = 0
+    backfill_partitions: int = 0
+    backfill_done: int = 0
+    backfill_finished_at: datetime | None = None
+    last_full_verify: VerifyRun | None = None
+    archives: int = 0
+
+    @property
+    def stage(self) -> int:
+        return stage_of(self.mode, self.backfill_partitions > 0)
+
+
+def stage_of(mode: Mode, backfill_planned: bool = False) -> int:
+    """Stages 3 and 4 share the mode mysql-primary; the backfill is what stage 4 adds."""
+    if mode is Mode.MYSQL_PRIMARY and backfill_planned:
+        return 4
+    return {Mode.MONGO: 1, Mode.DUAL: 2, Mode.MYSQL_PRIMARY: 3, Mode.MYSQL: 5}[mode]
+
+
+Check = Callable[[Facts], list[str]]  # reasons the move cannot be made now; [] = it can
+
+
+def _none(_: Facts) -> list[str]:
+    return []
+
+
+def _dual_ready(f: Facts) -> list[str]:
+    """Safe to flip: MongoDB is there to flush from, and no shadow read found MySQL holding
+    other content than MongoDB at the same version (or a version MongoDB never had). MySQL
+    lagging (in flight, or in the backlog) is not a reason: the flip's pause flushes it."""
+    out = []
+    if not f.mongo_reachable:
+        out.append("MongoDB is unreachable")
+    if f.shadow_differences:
+        out.append(f"{f.shadow_differences} shadow read(s) found MySQL differing from MongoDB")
+    return out
+
+
+def _dual_notes(f: Facts) -> list[str]:
+    if f.dual_backlog:
+        return [f"{f.dual_backlog} shipment(s) wait in the dual-write backlog: written to "
+                "MySQL as it accepts them, the rest during the flip's pause"]
+    return []
+
+
+def _backfill_verified(f: Facts) -> list[str]:
+    if f.backfill_partitions == 0:
+        return ["no backfill has run: `lazyshift backfill` (stage 4)"]
+    if f.backfill_done < f.backfill_partitions:
+        return [f"backfill not finished ({f.backfill_done}/{f.backfill_partitions} "
+                "partitions done)"]
+    last = f.last_full_verify
+    if last is None or f.backfill_finished_at is None or (
+            last.finished_at < f.backfill_finished_at):
+        return ["no full `lazyshift verify` since the backfill finished"]
+    if last.differences:
+        return [f"the last full verify found {last.differences} difference(s): "
+                "`lazyshift repair REPORT`, then verify again"]
+    return []
+
+
+def _archived(f: Facts) -> list[str]:
+    if not f.archives:
+        return ["no archive of MongoDB is recorded: run `lazyshift archive --to "
+                "DIR|s3://bucket/prefix` first"]
+    return []
+
+
+def _mongo_reachable(f: Facts) -> list[str]:
+    return [] if f.mongo_reachable else ["MongoDB is unreachable: nothing to roll back to"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int
+    mode: Mode
+    next_step: str  # what the pipeline does to leave this stage
+    ready: Check  # what must hold before it may
+    notes: Check = _none  # worth knowing before it does, but no reason to wait
+
+
+STAGES: dict[int, Stage] = {s.number: s for s in (
+    Stage(1, Mode.MONGO, "mode set dual (stage 2)", _none),
+    Stage(2, Mode.DUAL, "mode set mysql-primary (stage 3, the flip)", _dual_ready,
+          _dual_notes),
+    Stage(3, Mode.MYSQL_PRIMARY, "lazyshift backfill (stage 4)", _none),
+    Stage(4, Mode.MYSQL_PRIMARY, "lazyshift archive, then mode set mysql (stage 5)",
+          _backfill_verified),
+    Stage(5, Mode.MYSQL, "", lambda f: ["stage 5 is the end of the ladder"]),
+)}
+
+
+@dataclass(frozen=True)
+class Rung:
+    source: Mode
+    target: Mode
+    requires: Check = _none
+    # Names of steps in control.steps: copy while writes flow, then the rest in the pause.
+    before_pause: str | None = None
+    during_pause: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_rollback(self) -> bool:
+        return ORDER.index(self.target) < ORDER.index(self.source)
+
+
+def _all(*checks: Check) -> Check:
+    return lambda f: [reason for check in checks for reason in check(f)]
+
+
+RUNGS: dict[tuple[Mode, Mode], Rung] = {(r.source, r.target): r for r in (
+    # Needs the schema, which reading the control row already proved; nothing to copy.
+    Rung(Mode.MONGO, Mode.DUAL),
+    # The flip: whatever got into the backlog since the check is flushed in the pause, so
+    # MySQL holds every shipment's latest version before it becomes the one that is read.
+    Rung(Mode.DUAL, Mode.MYSQL_PRIMARY, requires=_dual_ready, during_pause="flush_backlog"),
+    Rung(Mode.MYSQL_PRIMARY, Mode.MYSQL, requires=_all(_backfill_verified, _archived)),
+    # MongoDB has been the truth all along.
+    Rung(Mode.DUAL, Mode.MONGO),
+    # Every shipment written in MySQL since the flip goes back to MongoDB: most of it while
+    # writes still flow, the rest (what moved meanwhile) in the pause.
+    Rung(Mode.MYSQL_PRIMARY, Mode.DUAL, requires=_mongo_reachable, before_pause="write_back",
+         during_pause="write_back_moved"),
+)}
+
+
+def rung(source: Mode, target: Mode) -> Rung:
+    """The rung from `source` to `target`, or TransitionError saying which moves exist."""
+    found = RUNGS.get((source, target))
+    if found is not None:
+        return found
+    if source is Mode.MYSQL:
+        raise TransitionError("mysql is final: MongoDB has been archived and removed; "
+                              "restore it from the archive to go back")
+    allowed = [t.value for (s, t) in RUNGS if s is source]
+    raise TransitionError(f"cannot go from {source} to {target}: only the next or previous "
+                          f"rung ({' or '.join(allowed)}) is allowed")
+
+
+def next_mode(mode: Mode) -> Mode | None:
+    i = ORDER.index(mode)
+    return ORDER[i + 1] if i + 1 < len(ORDER) else None
+
+
+def previous_mode(mode: Mode) -> Mode | None:
+    i = ORDER.index(mode)
+    return ORDER[i - 1] if i > 0 else None
+
+
+def describe() -> list[dict[str, Any]]:
+    """The ladder as data (for `lazyshift mode ladder` and the docs)."""
+    return [{"stage": s.number, "mode": s.mode.value, "next": s.next_step} for s in
+            STAGES.values()]

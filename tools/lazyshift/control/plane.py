@@ -1,0 +1,218 @@
+"""The control plane: the current mode and epoch in MySQL, and fenced transitions.
+
+A transition (`set_mode`) bumps the epoch and marks it `draining`. From that commit on no
+write can pass `guarded_write.check_epoch` (old epoch: wrong number; new epoch: not stable),
+so writes pause. Every live client notices within one poll, finishes the write in hand,
+acknowledges the new epoch in its heartbeat and waits. When every client seen within the
+heartbeat timeout has acknowledged, the rung's pause step runs (steps.py) and the new mode
+is committed as `stable`; writes resume in it. A client whose heartbeat is older than the
+timeout is fenced out: its writes carry an old epoch and the database refuses them; its own
+lease (half the timeout) stops it writing to MongoDB, which cannot refuse anything, before.
+
+What a rung needs and does comes from the ladder (ladder.py); this module only runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mysql.connector.abstracts import MySQLConnectionAbstract
+from mysql.connector.errors import DatabaseError
+
+from lazyshift.config import Settings
+from lazyshift.control import facts, steps
+from lazyshift.control.ladder import Mode, TransitionError, parse_mode, previous_mode, rung
+from lazyshift.core import mysql as my
+from lazyshift.core import mysql_store as store
+from lazyshift.core.mysql_store import ControlState
+
+ACK_POLL_S = 0.02
+
+
+@dataclass
+class TransitionResult:
+    from_mode: str
+    to_mode: str
+    epoch: int
+    paused_s: float
+    acknowledged: list[str] = field(default_factory=list)
+    fenced_out: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def get_state(settings: Settings) -> ControlState:
+    conn = my.connect(settings.mysql, autocommit=True)
+    try:
+        return store.read_control(conn.cursor())
+    finally:
+        conn.close()
+
+
+def set_mode(settings: Settings, target: str, *, timeout_s: float = 30.0,
+             heartbeat_timeout_s: float | None = None) -> TransitionResult:
+    """Move the control plane one rung; return when every live client acknowledged.
+
+    Refused (TransitionError, nothing changed) when the rung does not exist or its
+    requirements do not hold. Any failure after the drain began restores the old mode under
+    a fresh epoch.
+    """
+    target_mode = parse_mode(target)
+    hb_timeout = heartbeat_timeout_s or settings.client.heartbeat_timeout_s
+    conn = my.connect(settings.mysql, lock_wait_timeout=max(2, int(hb_timeout)))
+    try:
+        cur = conn.cursor()
+        st = store.read_control(cur)
+        conn.commit()
+        if not st.stable:
+            raise TransitionError(
+                f"a transition to {st.target_mode} is in progress (epoch {st.epoch}, since "
+                f"{st.changed_at} UTC); wait for it, or run `lazyshift mode abort` if the "
+                "command that started it died")
+        if target_mode == st.mode:
+            return TransitionResult(st.mode, target, st.epoch, 0.0,
+                                    notes=[f"already in {target}: nothing to do"])
+        step = rung(Mode(st.mode), target_mode)
+        reasons = step.requires(facts.collect(settings, conn))
+        conn.commit()
+        if reasons:
+            raise TransitionError(f"refusing {st.mode} -> {target}: " + "; ".join(reasons))
+        memo: dict[str, Any] = {}
+        notes = []
+        if step.before_pause:
+            notes.append("before the pause: " + steps.run(step.before_pause, settings, conn,
+                                                          st, memo))
+        return _drain_and_commit(settings, conn, st, step.target, step.during_pause, memo,
+                                 notes, hb_timeout, timeout_s)
+    finally:
+        conn.close()
+
+
+def rollback(settings: Settings, *, timeout_s: float = 30.0) -> TransitionResult:
+    """One rung down the ladder."""
+    st = get_state(settings)
+    previous = previous_mode(Mode(st.mode))
+    if previous is None:
+        raise TransitionError("already in mongo (stage 1): there is nothing to roll back to")
+    return set_mode(settings, previous, timeout_s=timeout_s)
+
+
+def _drain_and_commit(settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
+                      target: Mode, during_pause: str | None, memo: dict[str, Any],
+                      notes: list[str], hb_timeout: float, timeout_s: float
+                      ) -> TransitionResult:
+    cur = conn.cursor()
+    new_epoch = st.epoch + 1
+    started = time.monotonic()
+    _begin_drain(conn, cur, st, target, new_epoch, hb_timeout)
+    result = TransitionResult(st.mode, target.value, new_epoch, 0.0, notes=notes)
+    try:
+        _wait_for_acks(cur, conn, new_epoch, hb_timeout, timeout_s, result)
+        conn.commit()  # the pause step starts its own transactions
+        if during_pause:
+            result.notes.append("during the pause: " + steps.run(during_pause, settings, conn,
+                                                                 st, memo))
+            if conn.in_transaction:
+                conn.commit()
+        flip = new_epoch if (st.mode, target) == (Mode.DUAL, Mode.MYSQL_PRIMARY) else None
+        if not store.commit_mode(cur, target.value, flip, f"{st.mode} -> {target}", new_epoch):
+            raise TransitionError("the control row changed during the transition "
+                                  "(another `mode set` or `mode abort`?)")
+        conn.commit()
+    except BaseException as exc:
+        _abort(conn, new_epoch, st.mode)
+        if isinstance(exc, TransitionError):
+            raise
+        raise TransitionError(f"{st.mode} -> {target} failed and was rolled back: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    result.paused_s = time.monotonic() - started
+    return result
+
+
+def _begin_drain(conn: MySQLConnectionAbstract, cur: Any, st: ControlState, target: Mode,
+                 new_epoch: int, hb_timeout: float) -> None:
+    """Bump the epoch under the row's exclusive lock: in-flight MySQL writes finish first.
+
+    A client that stopped (SIGSTOP, a hung host) inside a MySQL write keeps the row's share
+    lock. Once its heartbeat is stale its connection is killed: the write rolls back, and
+    the client, when it resumes, queues that shipment for a retry under the new epoch.
+    """
+    for attempt in range(3):
+        try:
+            conn.start_transaction()
+            if not store.begin_drain(cur, target.value, new_epoch, st.epoch):
+                conn.rollback()
+                raise TransitionError("the control row changed meanwhile; run it again")
+            conn.commit()
+            return
+        except DatabaseError as exc:
+            conn.rollback()
+            if getattr(exc, "errno", None) != my.LOCK_WAIT_TIMEOUT:
+                raise TransitionError(f"could not start draining: {exc}") from exc
+            killed = _kill_stale_clients(conn, cur, hb_timeout)
+            if attempt == 2:
+                raise TransitionError(
+                    "a client holds the control row and does not finish its write "
+                    f"(killed stale: {', '.join(killed) or 'none'}); find it with "
+                    "`lazyshift status` and run the transition again. The old mode stays"
+                ) from exc
+
+
+def _kill_stale_clients(conn: MySQLConnectionAbstract, cur: Any, hb_timeout: float
+                        ) -> list[str]:
+    killed = []
+    for c in store.clients(cur, hb_timeout):
+        if not c["live"] and c["mysql_connection_id"]:
+            try:
+                store.kill_connection(cur, c["mysql_connection_id"])
+                killed.append(c["client_id"])
+            except DatabaseError:
+                pass  # already gone
+    conn.commit()
+    return killed
+
+
+def _wait_for_acks(cur: Any, conn: MySQLConnectionAbstract, epoch: int, hb_timeout: float,
+                   timeout_s: float, result: TransitionResult) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn.commit()  # a fresh snapshot each poll
+        rows = store.clients(cur, hb_timeout)
+        live = [c for c in rows if c["live"]]
+        pending = [c["client_id"] for c in live if (c["acked_epoch"] or 0) < epoch]
+        if not pending:
+            result.acknowledged = [c["client_id"] for c in live]
+            result.fenced_out = [c["client_id"] for c in rows if not c["live"]]
+            return
+        if time.monotonic() > deadline:
+            raise TransitionError(
+                f"{len(pending)} live client(s) did not acknowledge epoch {epoch} within "
+                f"{timeout_s:.0f}s: {', '.join(pending[:5])}. The old mode stays in force; "
+                "check those clients (`lazyshift status`) or raise --timeout")
+        time.sleep(ACK_POLL_S)
+
+
+def _abort(conn: MySQLConnectionAbstract, epoch: int, old_mode: str) -> None:
+    """Restore the old mode under a fresh epoch (clients re-sync and resume)."""
+    try:
+        conn.rollback()
+    except DatabaseError:
+        conn.reconnect()
+    store.restore_mode(conn.cursor(), old_mode, epoch)
+    conn.commit()
+
+
+def abort(settings: Settings) -> ControlState:
+    """Abandon a transition left draining by a command that died; keep the old mode."""
+    conn = my.connect(settings.mysql)
+    try:
+        cur = conn.cursor()
+        st = store.read_control(cur)
+        conn.commit()
+        if st.stable:
+            return st
+        _abort(conn, st.epoch, st.mode)
+        return store.read_control(cur)
+    finally:
+        conn.close()
