@@ -1,7 +1,8 @@
 """MySQL / MariaDB access: connections, retry policy, and every dialect difference in one place.
 
 The SQL the project writes runs unchanged on MariaDB 10.11 and MySQL 8.0:
-- upserts are `INSERT ... ON DUPLICATE KEY UPDATE col = VALUES(col)` (see `upsert_clause`);
+- upserts are `INSERT ... ON DUPLICATE KEY UPDATE col = VALUES(col)` (never MySQL 8's
+  `INSERT ... AS new`, which MariaDB rejects);
 - shared row locks are `LOCK IN SHARE MODE` (`SHARE_LOCK`), not MySQL-only `FOR SHARE`;
 - a `JSON` column is LONGTEXT + json_valid() on MariaDB and a native JSON column on MySQL,
   and the driver returns str or bytes for it: read it with `parse_json`;
@@ -162,11 +163,6 @@ def dump_json(value: Any) -> str:
 
 def placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
-
-
-def upsert_clause(columns: Iterable[str]) -> str:
-    """`ON DUPLICATE KEY UPDATE c = VALUES(c), ...` (VALUES() works on MariaDB and MySQL 8.0)."""
-    return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in columns)
 
 
 def chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
