@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lazyshift import __version__, logs
@@ -79,19 +80,19 @@ def dev() -> None:
 def _stack_options(fn):
     fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
                       default=DEFAULT_STATE_DIR, envvar="LAZYSHIFT_STATE_DIR",
-                      show_default=True, help="Where data, logs and pid files live.")(fn)
-    fn = click.option("--mysql-port", type=int, default=3306, envvar="LAZYSHIFT_DEV_MYSQL_PORT",
-                      show_default=True)(fn)
-    fn = click.option("--mongo-port", type=int, default=27017,
-                      envvar="LAZYSHIFT_DEV_MONGO_PORT", show_default=True)(fn)
-    fn = click.option("--source-port", type=int, default=8282,
-                      envvar="LAZYSHIFT_DEV_SOURCE_PORT", show_default=True)(fn)
+                      show_default=True, help="Where data, logs, pid files and ports live.")(fn)
+    for name, usual in (("mysql", 3306), ("mongo", 27017), ("source", 8282)):
+        fn = click.option(f"--{name}-port", type=click.IntRange(min=0), default=None,
+                          envvar=f"LAZYSHIFT_DEV_{name.upper()}_PORT",
+                          help=f"Default: the port this stack used last, else {usual}, else "
+                               "any free port (taken ports are reported). 0: any free port; "
+                               "a number: that port or fail.")(fn)
     fn = click.option("--no-source", is_flag=True, help="Do not start the mock source.")(fn)
     return fn
 
 
-def _stack(state_dir: Path, mysql_port: int, mongo_port: int, source_port: int,
-           no_source: bool, source_args: tuple[str, ...] = ()):
+def _stack(state_dir: Path, mysql_port: int | None, mongo_port: int | None,
+           source_port: int | None, no_source: bool, source_args: tuple[str, ...] = ()):
     from lazyshift.devstack import DevStack, StackPorts
 
     return DevStack(state_dir, StackPorts(mysql_port, mongo_port, source_port),
@@ -106,6 +107,7 @@ def dev_up(ctx: Ctx, source_args: tuple[str, ...], **kw: Any) -> None:
     """Start the stack (idempotent) and wait until every part answers.
 
     Arguments after `--` go to the mock source, e.g. `lazyshift dev up -- --rate 200`.
+    Exit 3, starting nothing, if a part cannot start (port taken, binary missing...).
     """
     from lazyshift.devstack import StackError
 
@@ -113,10 +115,14 @@ def dev_up(ctx: Ctx, source_args: tuple[str, ...], **kw: Any) -> None:
     try:
         endpoints = stack.up()
     except StackError as exc:
-        err_console.print(f"[red]dev up failed:[/red] {exc}")
+        # Log tails carry "[ERROR]" and the like: escape them so they print as they are.
+        err_console.print(f"[red]dev up failed:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_UNAVAILABLE)
-    ctx.emit(endpoints, human=lambda: [console.print(f"{k:7} {v}") for k, v in
-                                       endpoints.items()])
+    for note in stack.notes:
+        err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+    ctx.emit(endpoints, human=lambda: [console.print(f"{k:7} {v}", soft_wrap=True,
+                                                     highlight=False)
+                                       for k, v in endpoints.items()])
 
 
 @dev.command("down")
