@@ -114,7 +114,7 @@ def dev_up(ctx: Ctx, source_args: tuple[str, ...], **kw: Any) -> None:
     stack = _stack(source_args=source_args, **kw)
     try:
         endpoints = stack.up()
-    except StackError as exc:
+    except (StackError, OSError) as exc:
         # Log tails carry "[ERROR]" and the like: escape them so they print as they are.
         err_console.print(f"[red]dev up failed:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_UNAVAILABLE)

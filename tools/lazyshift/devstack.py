@@ -102,6 +102,26 @@ def _start_time(pid: int) -> float | None:
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def _listen_port(pid: int | None) -> int | None:
+    """The port a stack server was started on, from its command line (--port=N, --port N,
+    --listen-addr=host:N): the truth for a running server, whatever a file says."""
+    if pid is None:
+        return None
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    for arg, following in zip(args, [*args[1:], ""], strict=True):
+        value = None
+        if arg.startswith(("--port=", "--listen-addr=")):
+            value = arg.rsplit("=", 1)[1].rsplit(":", 1)[-1]
+        elif arg == "--port":
+            value = following
+        if value and value.isdigit():
+            return int(value)
+    return None
+
+
 def _stop_pid(pid: int, deadline_s: float = 20.0) -> None:
     """SIGTERM (a clean shutdown), SIGKILL if it is still there after the deadline."""
     for sig, wait_s in ((signal.SIGTERM, deadline_s), (signal.SIGKILL, 5.0)):
@@ -251,16 +271,20 @@ class DevStack:
     # -- where things are ------------------------------------------------------------------
     @property
     def ports(self) -> StackPorts:
-        """The ports of this stack: as requested, else as recorded by `up`, else the usual."""
+        """The ports of this stack: a running server's own, else as requested, else as
+        recorded by `up`, else the usual ones."""
         recorded = self._recorded_ports()
 
-        def port(name: str) -> int:
-            want = self.requested.get(name)
+        def port(comp: Component) -> int:
+            running = _listen_port(comp.pid())
+            if running:
+                return running
+            want = self.requested.get(comp.name)
             if want:
                 return want
-            return recorded.get(name, DEFAULT_PORTS[name] if want is None else 0)
+            return recorded.get(comp.name, DEFAULT_PORTS[comp.name] if want is None else 0)
 
-        return StackPorts(port("mysql"), port("mongo"), port("source"))
+        return StackPorts(port(self.mysql), port(self.mongo), port(self.source))
 
     @property
     def mysql_socket(self) -> Path:
@@ -411,12 +435,12 @@ class DevStack:
             name, want = comp.name, self.requested.get(comp.name)
             pid = comp.pid()
             if pid is not None:  # already running: it keeps its port
-                port = recorded.get(name) or want
-                if port is None or port == 0:
+                port = _listen_port(pid) or recorded.get(name)
+                if not port:
                     raise StackError(
-                        f"{name} of this stack runs (pid {pid}) but its port is not recorded "
-                        f"in {self.state_dir / RECORD_FILE}: stop it with `lazyshift dev down "
-                        f"--state-dir {self.state_dir}` and start again"
+                        f"{name} of this stack runs (pid {pid}) on a port neither its command "
+                        f"line nor {self.state_dir / RECORD_FILE} says: stop it with "
+                        f"`lazyshift dev down --state-dir {self.state_dir}` and start again"
                     )
                 if want and want != port:
                     raise StackError(
