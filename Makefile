@@ -1,7 +1,9 @@
 # lazyshift: two commands matter — `make demo` and `make test`. Everything they need is
 # installed by the targets below, each idempotent (a second run reuses what is there).
 SHELL := /bin/bash
-ROOT  := $(abspath .)
+# Relative on purpose: make cannot name a target whose path has a space, and a checkout may
+# live under one ("/root/my work/lazyshift"). Recipes run in this folder.
+ROOT  := .
 VENV  := $(ROOT)/.venv
 PY    := $(VENV)/bin/python
 LAZYSHIFT := $(VENV)/bin/lazyshift
@@ -48,15 +50,19 @@ deps-node: tools/mock-source/node_modules/.installed
 deps-ferretdb:
 	@GOBIN=$(GOBIN) bash tools/bootstrap/ferretdb.sh >/dev/null
 
-# Test stack: its own ports and state folder, so a developer's `make demo` stack is left alone.
-TEST_STACK := --state-dir $(STATE)/test --mysql-port 13306 --mongo-port 37017 --no-source
+# Test stack: its own state folder and any free ports (recorded there, where the tests read
+# them), so a developer's `make demo` stack and other checkouts' stacks are left alone.
+TEST_STACK := --state-dir $(STATE)/test --mysql-port 0 --mongo-port 0 --no-source
+# Run a command with the test stack up, and stop the stack afterwards whatever happens: the
+# command fails, or make is interrupted (Ctrl-C, SIGTERM from a CI timeout).
+with_test_stack = trap '$(LAZYSHIFT) dev down $(TEST_STACK) >/dev/null' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null && $(1)
 
 test: test-deps
 	cd tools/mock-source && npm test --silent
 	$(VENV)/bin/ruff check tools tests
-	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null
-	rc=0; $(VENV)/bin/pytest -q -p no:cacheprovider tests || rc=$$?; \
-	  $(LAZYSHIFT) dev down $(TEST_STACK) >/dev/null; exit $$rc
+	@$(call with_test_stack,$(VENV)/bin/pytest -q -p no:cacheprovider tests)
 
 lint: deps-python
 	$(VENV)/bin/ruff check tools tests
@@ -72,9 +78,8 @@ demo: deps
 # Benchmarks (never part of make test): results merge into bench/results.json.
 BENCH_DOCS ?= 100000
 bench: deps
-	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null
-	$(PY) bench/bench_modes.py
-	$(PY) bench/bench_data.py --docs $(BENCH_DOCS)
+	@$(call with_test_stack,$(PY) bench/bench_modes.py && \
+	  $(PY) bench/bench_data.py --docs $(BENCH_DOCS))
 
 stack-up: deps
 	$(LAZYSHIFT) dev up

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bench_data.py --docs 100000 [--rss-docs 1000000]
 
-On the same generated dataset in the same run (the test stack: MariaDB 127.0.0.1:13306,
-FerretDB 127.0.0.1:37017, fresh databases, dropped afterwards):
+On the same generated dataset in the same run (the test stack of `make bench`, on the ports
+recorded in .state/test; fresh databases, dropped afterwards):
 (a) raw ceiling: scan every document from MongoDB without mapping + bulk-load the already
     mapped rows into empty tables with LOAD DATA LOCAL INFILE;
 (b) `lazyshift backfill` as a subprocess with 1 and with 2 workers (a fresh MySQL db each);
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,8 +50,9 @@ from lazyshift.core.mapping import (  # noqa: E402
 from lazyshift.dev.stack import DevStack, StackPorts  # noqa: E402
 
 STATE = Path(os.environ.get("LAZYSHIFT_TEST_STATE_DIR", REPO / ".state" / "test"))
-PORTS = StackPorts(mysql=int(os.environ.get("LAZYSHIFT_TEST_MYSQL_PORT", "13306")),
-                   mongo=int(os.environ.get("LAZYSHIFT_TEST_MONGO_PORT", "37017")), source=0)
+# 0: any free port (the one recorded in STATE if free), as `make bench` starts it.
+PORTS = StackPorts(mysql=int(os.environ.get("LAZYSHIFT_TEST_MYSQL_PORT", "0")),
+                   mongo=int(os.environ.get("LAZYSHIFT_TEST_MONGO_PORT", "0")))
 RESULTS = REPO / "bench" / "results.json"
 PLOT = REPO / "bench" / "backfill.png"
 LAZYSHIFT = Path(sys.executable).parent / "lazyshift"
@@ -60,18 +62,23 @@ console = Console()
 class Bench:
     def __init__(self) -> None:
         self.stack = DevStack(STATE, PORTS, with_source=False)
+        # What this run starts it stops in cleanup(); a stack `make bench` started stays up
+        # for the next script, and make stops it. SIGTERM unwinds like Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        self.started = [c.name for c in self.stack.components() if c.pid() is None]
         self.stack.up()
+        self.ports = self.stack.ports
         self.creds = self.stack._credentials()
         self.mongo_db = f"lzbench_{uuid.uuid4().hex[:8]}"
         self.mysql_dbs: list[str] = []
 
     def settings(self, mysql_db: str) -> Settings:
         return Settings(
-            mysql={"host": "127.0.0.1", "port": PORTS.mysql, "database": mysql_db,
+            mysql={"host": "127.0.0.1", "port": self.ports.mysql, "database": mysql_db,
                    "user": self.creds["app_user"], "password": self.creds["app_password"],
                    "migrate_user": self.creds["migrate_user"],
                    "migrate_password": self.creds["migrate_password"]},
-            mongo={"uri": f"mongodb://127.0.0.1:{PORTS.mongo}/", "database": self.mongo_db},
+            mongo={"uri": f"mongodb://127.0.0.1:{self.ports.mongo}/", "database": self.mongo_db},
             state_dir=STATE)
 
     def fresh_mysql(self) -> Settings:
@@ -90,11 +97,15 @@ class Bench:
         return settings
 
     def cleanup(self) -> None:
-        for name in self.mysql_dbs:
-            self.stack.root_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        client = pymongo.MongoClient(f"mongodb://127.0.0.1:{PORTS.mongo}/")
-        client.drop_database(self.mongo_db)
-        client.close()
+        try:
+            for name in self.mysql_dbs:
+                self.stack.root_sql(f"DROP DATABASE IF EXISTS `{name}`")
+            client = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.ports.mongo}/")
+            client.drop_database(self.mongo_db)
+            client.close()
+        finally:
+            for name in reversed(self.started):
+                self.stack.stop_component(name)
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lazyshift import logs
-from lazyshift.cli.output import Ctx, console, pass_ctx
+from lazyshift.cli.output import Ctx, console, err_console, pass_ctx
 from lazyshift.config import DEFAULT_STATE_DIR, MONGO_PORT, MYSQL_PORT, SOURCE_PORT
+from lazyshift.errors import Unavailable
 
 
 @click.group()
@@ -25,19 +27,19 @@ def dev() -> None:
 def _stack_options(fn: Any) -> Any:
     fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
                       default=DEFAULT_STATE_DIR, envvar="LAZYSHIFT_STATE_DIR",
-                      show_default=True, help="Where data, logs and pid files live.")(fn)
-    fn = click.option("--mysql-port", type=int, default=MYSQL_PORT,
-                      envvar="LAZYSHIFT_DEV_MYSQL_PORT", show_default=True)(fn)
-    fn = click.option("--mongo-port", type=int, default=MONGO_PORT,
-                      envvar="LAZYSHIFT_DEV_MONGO_PORT", show_default=True)(fn)
-    fn = click.option("--source-port", type=int, default=SOURCE_PORT,
-                      envvar="LAZYSHIFT_DEV_SOURCE_PORT", show_default=True)(fn)
+                      show_default=True, help="Where data, logs, pid files and ports live.")(fn)
+    for name, usual in (("mysql", MYSQL_PORT), ("mongo", MONGO_PORT), ("source", SOURCE_PORT)):
+        fn = click.option(f"--{name}-port", type=click.IntRange(min=0), default=None,
+                          envvar=f"LAZYSHIFT_DEV_{name.upper()}_PORT",
+                          help=f"Default: the port this stack used last, else {usual}, else "
+                               "any free port (taken ports are reported). 0: any free port; "
+                               "a number: that port or fail.")(fn)
     fn = click.option("--no-source", is_flag=True, help="Do not start the mock source.")(fn)
     return fn
 
 
-def _stack(state_dir: Path, mysql_port: int, mongo_port: int, source_port: int,
-           no_source: bool, source_args: tuple[str, ...] = ()) -> Any:
+def _stack(state_dir: Path, mysql_port: int | None, mongo_port: int | None,
+           source_port: int | None, no_source: bool, source_args: tuple[str, ...] = ()) -> Any:
     from lazyshift.dev.stack import DevStack, StackPorts
 
     return DevStack(state_dir, StackPorts(mysql_port, mongo_port, source_port),
@@ -49,14 +51,21 @@ def _stack(state_dir: Path, mysql_port: int, mongo_port: int, source_port: int,
 @click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def dev_up(ctx: Ctx, source_args: tuple[str, ...], **kw: Any) -> None:
-    """Start the stack (idempotent) and wait until every part answers. Exit 3 if a part
-    cannot be started (the message says why).
+    """Start the stack (idempotent) and wait until every part answers.
 
     Arguments after `--` go to the mock source, e.g. `lazyshift dev up -- --rate 200`.
+    Exit 3, starting nothing, if a part cannot start (port taken, binary missing...).
     """
-    endpoints = _stack(source_args=source_args, **kw).up()
-    ctx.emit(endpoints, human=lambda: [console.print(f"{k:7} {v}") for k, v in
-                                       endpoints.items()])
+    stack = _stack(source_args=source_args, **kw)
+    try:
+        endpoints = stack.up()
+    except OSError as exc:
+        raise Unavailable(f"dev up failed: {exc}") from exc
+    for note in stack.notes:
+        err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+    ctx.emit(endpoints, human=lambda: [console.print(f"{k:7} {v}", soft_wrap=True,
+                                                     highlight=False)
+                                       for k, v in endpoints.items()])
 
 
 @dev.command("down")

@@ -52,9 +52,10 @@ pass_ctx = click.make_pass_decorator(Ctx)
 def report_error(exc: LazyshiftError, as_json: bool) -> NoReturn:
     """The CLI's one way out on an error: message (and hint) on stderr, JSON on stdout with
     --json, the error's exit code."""
-    err_console.print(f"[red]error:[/red] {escape(exc.message)}")
+    # Messages carry log tails with "[ERROR]" and the like: escaped, they print as they are.
+    err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err_console.print(f"  {escape(exc.hint)}")
+        err_console.print(f"  {escape(exc.hint)}", highlight=False)
     if as_json:
         click.echo(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
                                "exit_code": exc.exit_code}))
