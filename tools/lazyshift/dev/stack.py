@@ -172,31 +172,40 @@ def any_free_port(exclude: set[int]) -> int:
             return port
 
 
-def port_holder(port: int) -> str:
-    """Who listens on a TCP port, from /proc: 'pid N (command line)' when this user can see."""
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on `port`, from /proc/net/tcp{,6}."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
-        for line in lines:
-            fields = line.split()
+        for fields in (line.split() for line in lines):
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
                 inodes.add(f"socket:[{fields[9]}]")
+    return inodes
+
+
+def _holds(proc: Path, inodes: set[str]) -> bool:
+    try:
+        return any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def port_holder(port: int) -> str:
+    """Who listens on a TCP port, from /proc: 'pid N (command line)' when this user can see."""
+    inodes = _listening_inodes(port)
     if not inodes:
         return "a socket that is bound but not listening (a server starting or closing)"
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()
-                    text = cmd.decode(errors="replace")
-                    return f"pid {proc.name} ({text[:160]}{'...' if len(text) > 160 else ''})"
-        except OSError:
-            continue
+        if proc.name.isdigit() and _holds(proc, inodes):
+            try:
+                text = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode(
+                    errors="replace")
+            except OSError:
+                continue
+            return f"pid {proc.name} ({text[:160]}{'...' if len(text) > 160 else ''})"
     return "a process this user cannot see (another user's, or in another namespace)"
 
 
