@@ -51,8 +51,10 @@ from lazyshift.dev.stack import DevStack, StackPorts  # noqa: E402
 
 STATE = Path(os.environ.get("LAZYSHIFT_TEST_STATE_DIR", REPO / ".state" / "test"))
 # 0: any free port (the one recorded in STATE if free), as `make bench` starts it.
-PORTS = StackPorts(mysql=int(os.environ.get("LAZYSHIFT_TEST_MYSQL_PORT", "0")),
-                   mongo=int(os.environ.get("LAZYSHIFT_TEST_MONGO_PORT", "0")))
+PORTS = StackPorts(
+    mysql=int(os.environ.get("LAZYSHIFT_TEST_MYSQL_PORT", "0")),
+    mongo=int(os.environ.get("LAZYSHIFT_TEST_MONGO_PORT", "0")),
+)
 RESULTS = REPO / "bench" / "results.json"
 PLOT = REPO / "bench" / "backfill.png"
 LAZYSHIFT = Path(sys.executable).parent / "lazyshift"
@@ -74,23 +76,32 @@ class Bench:
 
     def settings(self, mysql_db: str) -> Settings:
         return Settings(
-            mysql={"host": "127.0.0.1", "port": self.ports.mysql, "database": mysql_db,
-                   "user": self.creds["app_user"], "password": self.creds["app_password"],
-                   "migrate_user": self.creds["migrate_user"],
-                   "migrate_password": self.creds["migrate_password"]},
+            mysql={
+                "host": "127.0.0.1",
+                "port": self.ports.mysql,
+                "database": mysql_db,
+                "user": self.creds["app_user"],
+                "password": self.creds["app_password"],
+                "migrate_user": self.creds["migrate_user"],
+                "migrate_password": self.creds["migrate_password"],
+            },
             mongo={"uri": f"mongodb://127.0.0.1:{self.ports.mongo}/", "database": self.mongo_db},
-            state_dir=STATE)
+            state_dir=STATE,
+        )
 
     def fresh_mysql(self) -> Settings:
         name = f"lzbench_{uuid.uuid4().hex[:8]}"
         grants = []
         for host in ("localhost", "127.0.0.1"):
-            grants.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{name}`.* "
-                          f"TO '{self.creds['app_user']}'@'{host}'")
-            grants.append("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, "
-                          f"REFERENCES ON `{name}`.* TO '{self.creds['migrate_user']}'@'{host}'")
-        self.stack.root_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
-                            + ";".join(grants))
+            grants.append(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{name}`.* "
+                f"TO '{self.creds['app_user']}'@'{host}'"
+            )
+            grants.append(
+                "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, "
+                f"REFERENCES ON `{name}`.* TO '{self.creds['migrate_user']}'@'{host}'"
+            )
+        self.stack.root_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;" + ";".join(grants))
         self.mysql_dbs.append(name)
         settings = self.settings(name)
         schema_migrate.migrate(settings)
@@ -146,8 +157,9 @@ def _rss_kb(pid: int) -> int:
 def run_measured(args: list[str], env: dict[str, str]) -> dict[str, float]:
     """Run a command; wall time, peak RSS of the whole tree and of its largest process."""
     start = time.monotonic()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     peak_tree = peak_one = 0
     done = threading.Event()
 
@@ -181,8 +193,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     text = str(value)
-    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-            .replace("\r", "\\r"))
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def raw_ceiling(bench: Bench, settings: Settings) -> dict[str, float]:
@@ -190,8 +201,10 @@ def raw_ceiling(bench: Bench, settings: Settings) -> dict[str, float]:
     coll = client[settings.mongo.database][settings.mongo.collection]
     docs = 0
     with tempfile.TemporaryDirectory() as tmp:
-        files = {t: open(Path(tmp) / f"{t}.tsv", "w", newline="")  # noqa: SIM115
-                 for t in ("shipment", "shipment_party", "shipment_item", "shipment_event")}
+        files = {
+            t: open(Path(tmp) / f"{t}.tsv", "w", newline="")  # noqa: SIM115
+            for t in ("shipment", "shipment_party", "shipment_item", "shipment_event")
+        }
 
         def write(table: str, cells: list[str]) -> None:
             files[table].write("\t".join(cells) + "\n")
@@ -207,26 +220,40 @@ def raw_ceiling(bench: Bench, settings: Settings) -> dict[str, float]:
             docs += 1
             rows = document_to_rows(doc)  # mapping: not part of the ceiling
             write("shipment", [_cell(rows.root[c]) for c in ROOT_COLUMNS])
-            for t, cols, attr in (("shipment_party", PARTY_COLUMNS, "parties"),
-                                  ("shipment_item", ITEM_COLUMNS, "items"),
-                                  ("shipment_event", EVENT_COLUMNS, "events")):
+            for t, cols, attr in (
+                ("shipment_party", PARTY_COLUMNS, "parties"),
+                ("shipment_item", ITEM_COLUMNS, "items"),
+                ("shipment_event", EVENT_COLUMNS, "events"),
+            ):
                 for child in getattr(rows, attr):
                     write(t, [_cell(child[c]) for c in cols])
         for fh in files.values():
             fh.close()
         target = bench.fresh_mysql()
         conn = mysql.connector.connect(
-            host=target.mysql.host, port=target.mysql.port, user=target.mysql.user,
-            password=target.mysql.password, database=target.mysql.database,
-            allow_local_infile=True, charset="utf8mb4", collation="utf8mb4_bin",
-            time_zone="+00:00")
+            host=target.mysql.host,
+            port=target.mysql.port,
+            user=target.mysql.user,
+            password=target.mysql.password,
+            database=target.mysql.database,
+            allow_local_infile=True,
+            charset="utf8mb4",
+            collation="utf8mb4_bin",
+            time_zone="+00:00",
+        )
         cur = conn.cursor()
         t0 = time.monotonic()
-        for table, cols in (("shipment", ROOT_COLUMNS), ("shipment_party", PARTY_COLUMNS),
-                            ("shipment_item", ITEM_COLUMNS), ("shipment_event", EVENT_COLUMNS)):
-            cur.execute(f"LOAD DATA LOCAL INFILE '{Path(tmp) / (table + '.tsv')}' INTO TABLE "
-                        f"{table} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' "
-                        f"LINES TERMINATED BY '\\n' ({', '.join(cols)})")
+        for table, cols in (
+            ("shipment", ROOT_COLUMNS),
+            ("shipment_party", PARTY_COLUMNS),
+            ("shipment_item", ITEM_COLUMNS),
+            ("shipment_event", EVENT_COLUMNS),
+        ):
+            cur.execute(
+                f"LOAD DATA LOCAL INFILE '{Path(tmp) / (table + '.tsv')}' INTO TABLE "
+                f"{table} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' "
+                f"LINES TERMINATED BY '\\n' ({', '.join(cols)})"
+            )
         conn.commit()
         load_s = time.monotonic() - t0
         cur.execute("SELECT COUNT(*) FROM shipment")
@@ -239,8 +266,18 @@ def raw_ceiling(bench: Bench, settings: Settings) -> dict[str, float]:
 
 def backfill(bench: Bench, workers: int, partitions: int) -> tuple[dict[str, float], Settings]:
     settings = bench.fresh_mysql()
-    m = run_measured([str(LAZYSHIFT), "backfill", "--workers", str(workers), "--partitions",
-                      str(partitions), "--json"], env_for(settings))
+    m = run_measured(
+        [
+            str(LAZYSHIFT),
+            "backfill",
+            "--workers",
+            str(workers),
+            "--partitions",
+            str(partitions),
+            "--json",
+        ],
+        env_for(settings),
+    )
     return m, settings
 
 
@@ -265,20 +302,34 @@ def plot(values: dict[str, Any], docs: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["raw ceiling\n(scan + LOAD DATA)", "backfill\n1 worker", "backfill\n2 workers",
-              "verify"]
-    times = [values["raw_ceiling_s"], values["backfill_1_worker_s"],
-             values["backfill_2_workers_s"], values["verify_s"]]
+    labels = [
+        "raw ceiling\n(scan + LOAD DATA)",
+        "backfill\n1 worker",
+        "backfill\n2 workers",
+        "verify",
+    ]
+    times = [
+        values["raw_ceiling_s"],
+        values["backfill_1_worker_s"],
+        values["backfill_2_workers_s"],
+        values["verify_s"],
+    ]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bars = ax.bar(labels, times, color=["#888888", "#1f77b4", "#2ca02c", "#ff7f0e"])
     for bar, t in zip(bars, times, strict=True):
-        ax.annotate(f"{t:.1f}s\n{docs / t:,.0f} docs/s" if t else "-",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{t:.1f}s\n{docs / t:,.0f} docs/s" if t else "-",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylabel("seconds")
-    ax.set_title(f"lazyshift data path, {docs:,} documents (MariaDB + FerretDB, "
-                 f"peak backfill RSS {values.get('backfill_peak_rss_mb_100k') or '-'} MB)",
-                 fontsize=10)
+    ax.set_title(
+        f"lazyshift data path, {docs:,} documents (MariaDB + FerretDB, "
+        f"peak backfill RSS {values.get('backfill_peak_rss_mb_100k') or '-'} MB)",
+        fontsize=10,
+    )
     ax.set_ylim(0, max(times) * 1.15)
     fig.tight_layout()
     fig.savefig(PLOT, dpi=120)
@@ -287,11 +338,19 @@ def plot(values: dict[str, Any], docs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="backfill partitions (default: one per worker; on FerretDB "
-                             "each partition costs one full scan of the collection)")
-    parser.add_argument("--rss-docs", type=int, default=None,
-                        help="also measure the backfill's peak RSS at this size (e.g. 1000000)")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="backfill partitions (default: one per worker; on FerretDB "
+        "each partition costs one full scan of the collection)",
+    )
+    parser.add_argument(
+        "--rss-docs",
+        type=int,
+        default=None,
+        help="also measure the backfill's peak RSS at this size (e.g. 1000000)",
+    )
     args = parser.parse_args()
     from mysql.connector import HAVE_CEXT
 
@@ -315,8 +374,11 @@ def main() -> None:
         rss_big = None
         if args.rss_docs:
             client = pymongo.MongoClient(src.mongo.uri)
-            load_mongo(client[src.mongo.database][src.mongo.collection],
-                       args.rss_docs - args.docs, start=args.docs)
+            load_mongo(
+                client[src.mongo.database][src.mongo.collection],
+                args.rss_docs - args.docs,
+                start=args.docs,
+            )
             client.close()
             big, _ = backfill(bench, 1, args.partitions or 1)
             rss_big = round(big["rss_max_proc_mb"], 1)
@@ -330,8 +392,9 @@ def main() -> None:
             "backfill_1_worker_s": round(one["s"], 2),
             "backfill_2_workers_s": round(two["s"], 2),
             "verify_s": round(ver["s"], 2),
-            "backfill_peak_rss_mb_100k": (round(one["rss_max_proc_mb"], 1)
-                                          if args.docs == 100_000 else None),
+            "backfill_peak_rss_mb_100k": (
+                round(one["rss_max_proc_mb"], 1) if args.docs == 100_000 else None
+            ),
             "backfill_peak_rss_tree_mb": round(one["rss_tree_mb"], 1),
             "backfill_peak_rss_mb_measured_docs": args.docs,
             "backfill_peak_rss_mb_1m": rss_big if args.rss_docs == 1_000_000 else None,

@@ -34,16 +34,21 @@ MOCK = REPO / "tools" / "mock-source" / "bin" / "mock-source.js"
 
 
 def start_mock(*args: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(["node", str(MOCK), "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        ["node", str(MOCK), "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     port = json.loads(proc.stdout.readline())["port"]
     return proc, port
 
 
 def cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(LAZYSHIFT), *args], capture_output=True, text=True,
-                          env=env_for(settings), timeout=1800)
+    proc = subprocess.run(
+        [str(LAZYSHIFT), *args], capture_output=True, text=True, env=env_for(settings), timeout=1800
+    )
     if check and proc.returncode:
         raise RuntimeError(f"lazyshift {' '.join(args)}: {proc.stderr[-2000:]}")
     return proc
@@ -52,8 +57,19 @@ def cli(settings: Settings, *args: str, check: bool = True) -> subprocess.Comple
 def ingest(settings: Settings, mode: str, count: int) -> float:
     mock, port = start_mock("--seed", "3", "--count", str(count))
     try:
-        out = cli(settings, "--json", "client", "run", "--mode", mode, "--exit-at-end",
-                  "--http-port", "-1", "--source-port", str(port))
+        out = cli(
+            settings,
+            "--json",
+            "client",
+            "run",
+            "--mode",
+            mode,
+            "--exit-at-end",
+            "--http-port",
+            "-1",
+            "--source-port",
+            str(port),
+        )
         counters = json.loads(out.stdout)
         return counters["received"] / counters["busy_s"]
     finally:
@@ -72,9 +88,23 @@ def read_latencies(settings: Settings, keys: list[str]) -> tuple[list[float], li
     mock, port = start_mock("--seed", "1", "--count", "1")
     http = free_port()
     client = subprocess.Popen(
-        [str(LAZYSHIFT), "client", "run", "--mode", "control", "--source-port", str(port),
-         "--http-port", str(http), "--client-id", "bench-reader"],
-        env=env_for(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(LAZYSHIFT),
+            "client",
+            "run",
+            "--mode",
+            "control",
+            "--source-port",
+            str(port),
+            "--http-port",
+            str(http),
+            "--client-id",
+            "bench-reader",
+        ],
+        env=env_for(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -104,11 +134,29 @@ def read_latencies(settings: Settings, keys: list[str]) -> tuple[list[float], li
 
 def transition_pauses(settings: Settings, rate: int) -> dict[str, float]:
     mock, port = start_mock("--seed", "9", "--count", "0", "--rate", str(rate))
-    clients = [subprocess.Popen(
-        [str(LAZYSHIFT), "client", "run", "--mode", "control", "--partition", f"{k}/2",
-         "--source-port", str(port), "--http-port", "-1", "--client-id", f"bench-{k}"],
-        env=env_for(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for k in range(2)]
+    clients = [
+        subprocess.Popen(
+            [
+                str(LAZYSHIFT),
+                "client",
+                "run",
+                "--mode",
+                "control",
+                "--partition",
+                f"{k}/2",
+                "--source-port",
+                str(port),
+                "--http-port",
+                "-1",
+                "--client-id",
+                f"bench-{k}",
+            ],
+            env=env_for(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for k in range(2)
+    ]
     pauses: dict[str, float] = {}
     try:
         time.sleep(2)  # let the clients reach steady state under load (not synchronisation)
@@ -172,22 +220,31 @@ def main(argv: list[str] | None = None) -> int:
         "read_miss_p50_ms": round(pct(misses, 50), 3),
         "read_miss_p99_ms": round(pct(misses, 99), 3),
         "transition_max_write_pause_s": round(max(pauses.values()), 4),
-        **{f"transition_pause_s_{k.replace('->', '_to_').replace('-', '_')}": round(v, 4)
-           for k, v in pauses.items()},
+        **{
+            f"transition_pause_s_{k.replace('->', '_to_').replace('-', '_')}": round(v, 4)
+            for k, v in pauses.items()
+        },
     }
     merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     merged.update(results)
     RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     table = Table("measure", "value", "goal", title="lazyshift stages 2-3")
     table.add_row("ingest mongo (msg/s)", str(results["ingest_mongo_msgs_per_s"]), "")
-    table.add_row("ingest dual (msg/s)", str(results["ingest_dual_msgs_per_s"]),
-                  f">= 0.7 x mongo: {results['ingest_dual_over_mongo']}")
-    table.add_row("read hit p50 / p99 (ms)",
-                  f"{results['read_hit_p50_ms']} / {results['read_hit_p99_ms']}", "")
-    table.add_row("read lazy miss p50 / p99 (ms)",
-                  f"{results['read_miss_p50_ms']} / {results['read_miss_p99_ms']}",
-                  f"p99 <= 3 x hit p99: "
-                  f"{results['read_miss_p99_ms'] / results['read_hit_p99_ms']:.2f}x")
+    table.add_row(
+        "ingest dual (msg/s)",
+        str(results["ingest_dual_msgs_per_s"]),
+        f">= 0.7 x mongo: {results['ingest_dual_over_mongo']}",
+    )
+    table.add_row(
+        "read hit p50 / p99 (ms)",
+        f"{results['read_hit_p50_ms']} / {results['read_hit_p99_ms']}",
+        "",
+    )
+    table.add_row(
+        "read lazy miss p50 / p99 (ms)",
+        f"{results['read_miss_p50_ms']} / {results['read_miss_p99_ms']}",
+        f"p99 <= 3 x hit p99: {results['read_miss_p99_ms'] / results['read_hit_p99_ms']:.2f}x",
+    )
     for k, v in pauses.items():
         table.add_row(f"write pause {k} (s)", f"{v:.4f}", "< 1 s")
     console.print(table)

@@ -108,7 +108,8 @@ def mongo_db(settings: Settings) -> Iterator[pymongo.database.Database]:
 def mysql_root(stack: DevStack, settings: Settings):
     """A root connection over the socket, for assertions that need to look under the hood."""
     conn = mysql.connector.connect(
-        unix_socket=str(stack.mysql_socket), user=stack.admin_user,
+        unix_socket=str(stack.mysql_socket),
+        user=stack.admin_user,
         database=settings.mysql.database,
     )
     yield conn

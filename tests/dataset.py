@@ -39,10 +39,15 @@ def _party(rng: random.Random, i: int) -> dict[str, Any] | None:
         "last_name": rng.choice(("Lovelace", "Hopper", "Noether")),
         "email": f"p{i}@example.com",
         "phone": None,
-        "address": None if rng.random() < 0.2 else {
-            "street": f"{i} Main St", "city": rng.choice(("London", "Paris", "Köln")),
-            "postal_code": f"{rng.randint(1000, 99999)}", "country": "GB",
-            "lat": round(rng.uniform(-90, 90), 6), "lon": round(rng.uniform(-180, 180), 6),
+        "address": None
+        if rng.random() < 0.2
+        else {
+            "street": f"{i} Main St",
+            "city": rng.choice(("London", "Paris", "Köln")),
+            "postal_code": f"{rng.randint(1000, 99999)}",
+            "country": "GB",
+            "lat": round(rng.uniform(-90, 90), 6),
+            "lon": round(rng.uniform(-180, 180), 6),
         },
     }
 
@@ -53,28 +58,41 @@ def make_doc(i: int, version: int = 1, seed: int = 0) -> dict[str, Any]:
     key = key_for(i)
     created = BASE_TIME + timedelta(seconds=i * 37, milliseconds=rng.randint(0, 999))
     events = [
-        {"time": created + timedelta(hours=h, milliseconds=rng.randint(0, 999)),
-         "status": STATUSES[min(h, len(STATUSES) - 1)],
-         "location": rng.choice(("Paris", "Lyon", None)), "note": None}
+        {
+            "time": created + timedelta(hours=h, milliseconds=rng.randint(0, 999)),
+            "status": STATUSES[min(h, len(STATUSES) - 1)],
+            "location": rng.choice(("Paris", "Lyon", None)),
+            "note": None,
+        }
         for h in range(rng.randint(0, 6))
     ]
     return {
-        "_id": key, "key": key, "source": key.split(":")[0],
+        "_id": key,
+        "key": key,
+        "source": key.split(":")[0],
         "tracking_number": f"TN{i:09d}",
         "status": events[-1]["status"] if events else "created",
         "service_level": rng.choice(("express", "standard", None)),
-        "sender": _party(rng, i), "recipient": _party(rng, i + 1),
+        "sender": _party(rng, i),
+        "recipient": _party(rng, i + 1),
         "items": [
-            {"sku": f"SKU-{rng.randint(1, 9999)}", "description": None if j % 2 else "box",
-             "quantity": rng.randint(1, 20), "weight_kg": round(rng.uniform(0.1, 30), 3),
-             "value": _money(rng) if rng.random() < 0.8 else None}
+            {
+                "sku": f"SKU-{rng.randint(1, 9999)}",
+                "description": None if j % 2 else "box",
+                "quantity": rng.randint(1, 20),
+                "weight_kg": round(rng.uniform(0.1, 30), 3),
+                "value": _money(rng) if rng.random() < 0.8 else None,
+            }
             for j in range(rng.randint(0, 5))
         ],
         "events": events,
-        "price": _money(rng), "cost": None if rng.random() < 0.5 else _money(rng),
+        "price": _money(rng),
+        "cost": None if rng.random() < 0.5 else _money(rng),
         "created_at": created,
         "updated_at": events[-1]["time"] if events else created,
-        "source_seq": i * 10 + version, "source_rev": version, "version": version,
+        "source_seq": i * 10 + version,
+        "source_rev": version,
+        "version": version,
         "extra": {"legacyPrice": rng.random() * 100, "tags": ["a", version]},
     }
 
@@ -84,8 +102,7 @@ def generate(n: int, seed: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
         yield make_doc(i, seed=seed)
 
 
-def load_mongo(collection: Any, n: int, seed: int = 0, batch: int = 1000, start: int = 0
-               ) -> int:
+def load_mongo(collection: Any, n: int, seed: int = 0, batch: int = 1000, start: int = 0) -> int:
     """Insert `n` generated documents (insert_many in batches); the count inserted."""
     buf: list[dict[str, Any]] = []
     done = 0

@@ -46,7 +46,9 @@ class MockSource:
     def start(self) -> MockSource:
         self.proc = subprocess.Popen(
             ["node", str(MOCK), "serve", "--port", str(self.port), *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -70,21 +72,37 @@ def dump(*args: str, partition: str | None = None) -> list[dict[str, Any]]:
     return sourcelog.dump(list(args), partition=partition)
 
 
-def run_cli(*args: str, settings: Settings | None = None, check: bool = True,
-            timeout: float = 300, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(LAZYSHIFT), *args], capture_output=True, text=True,
-                          timeout=timeout, env=cli_env(settings, env))
+def run_cli(
+    *args: str,
+    settings: Settings | None = None,
+    check: bool = True,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(LAZYSHIFT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(settings, env),
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"lazyshift {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"lazyshift {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
-def start_cli(*args: str, settings: Settings | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(LAZYSHIFT), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(settings, env))
+def start_cli(
+    *args: str, settings: Settings | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(LAZYSHIFT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(settings, env),
+    )
 
 
 def cli_env(settings: Settings | None, extra: dict[str, str] | None = None) -> dict[str, str]:

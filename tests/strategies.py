@@ -16,14 +16,39 @@ from hypothesis import strategies as st
 
 from lazyshift.core.document import canonical_decimal
 
-STATUSES = [None, "created", "picked_up", "in_transit", "out_for_delivery", "delivered",
-            "exception", "returned"]
+STATUSES = [
+    None,
+    "created",
+    "picked_up",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "exception",
+    "returned",
+]
 
 MAX_AMOUNT = Decimal("99999999999999.999999")
-AMOUNT_EDGES = ["0", "99999999999999.999999", "-99999999999999.999999", "0.000001",
-                "-0.000001", "99999999999999", "-1", "0.1"]
-DOUBLE_EDGES = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
-                -1.7976931348623157e308, 0.1, 1 / 3]
+AMOUNT_EDGES = [
+    "0",
+    "99999999999999.999999",
+    "-99999999999999.999999",
+    "0.000001",
+    "-0.000001",
+    "99999999999999",
+    "-1",
+    "0.1",
+]
+DOUBLE_EDGES = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    0.1,
+    1 / 3,
+]
 
 # Any code point except surrogates (which UTF-8 cannot hold); astral characters included.
 any_char = st.characters(exclude_categories=("Cs",))
@@ -56,17 +81,24 @@ def keys(draw: st.DrawFn) -> str:
 def amounts() -> st.SearchStrategy[str]:
     return st.one_of(
         st.sampled_from(AMOUNT_EDGES),
-        st.decimals(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT, places=6,
-                    allow_nan=False, allow_infinity=False).map(canonical_decimal),
-        st.integers(-10**6, 10**6).map(str),
+        st.decimals(
+            min_value=-MAX_AMOUNT,
+            max_value=MAX_AMOUNT,
+            places=6,
+            allow_nan=False,
+            allow_infinity=False,
+        ).map(canonical_decimal),
+        st.integers(-(10**6), 10**6).map(str),
     )
 
 
 def money() -> st.SearchStrategy[dict[str, str]]:
-    return st.fixed_dictionaries({
-        "amount": amounts(),
-        "currency": st.from_regex(r"[A-Z]{3}", fullmatch=True),
-    })
+    return st.fixed_dictionaries(
+        {
+            "amount": amounts(),
+            "currency": st.from_regex(r"[A-Z]{3}", fullmatch=True),
+        }
+    )
 
 
 def doubles() -> st.SearchStrategy[float | int]:
@@ -80,15 +112,19 @@ def doubles() -> st.SearchStrategy[float | int]:
 def datetimes() -> st.SearchStrategy[datetime]:
     return st.one_of(
         st.sampled_from([datetime(1000, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999000)]),
-        st.datetimes(min_value=datetime(1000, 1, 1),
-                     max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)),
+        st.datetimes(
+            min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)
+        ),
     ).map(lambda dt: dt.replace(microsecond=dt.microsecond // 1000 * 1000, tzinfo=UTC))
 
 
 def json_values() -> st.SearchStrategy[Any]:
     scalars = st.one_of(
-        st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-        st.floats(allow_nan=False, allow_infinity=False), st.text(any_char, max_size=20),
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(any_char, max_size=20),
     )
     return st.recursive(
         scalars,
@@ -101,44 +137,52 @@ def json_values() -> st.SearchStrategy[Any]:
 
 
 def addresses() -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
-        "street": nullable(text(255)),
-        "city": nullable(text(128)),
-        "postal_code": nullable(text(32)),
-        "country": nullable(text(64)),
-        "lat": nullable(doubles()),
-        "lon": nullable(doubles()),
-    })
+    return st.fixed_dictionaries(
+        {
+            "street": nullable(text(255)),
+            "city": nullable(text(128)),
+            "postal_code": nullable(text(32)),
+            "country": nullable(text(64)),
+            "lat": nullable(doubles()),
+            "lon": nullable(doubles()),
+        }
+    )
 
 
 def parties() -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
-        "name": nullable(text(255)),
-        "first_name": nullable(text(128)),
-        "last_name": nullable(text(128)),
-        "email": nullable(text(255)),
-        "phone": nullable(text(64)),
-        "address": nullable(addresses()),
-    })
+    return st.fixed_dictionaries(
+        {
+            "name": nullable(text(255)),
+            "first_name": nullable(text(128)),
+            "last_name": nullable(text(128)),
+            "email": nullable(text(255)),
+            "phone": nullable(text(64)),
+            "address": nullable(addresses()),
+        }
+    )
 
 
 def items() -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
-        "sku": nullable(text(64)),
-        "description": nullable(text(1024)),
-        "quantity": st.integers(0, 2**31 - 1),
-        "weight_kg": nullable(doubles()),
-        "value": nullable(money()),
-    })
+    return st.fixed_dictionaries(
+        {
+            "sku": nullable(text(64)),
+            "description": nullable(text(1024)),
+            "quantity": st.integers(0, 2**31 - 1),
+            "weight_kg": nullable(doubles()),
+            "value": nullable(money()),
+        }
+    )
 
 
 def events() -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
-        "time": datetimes(),
-        "status": text(64),
-        "location": nullable(text(255)),
-        "note": nullable(text(1024)),
-    })
+    return st.fixed_dictionaries(
+        {
+            "time": datetimes(),
+            "status": text(64),
+            "location": nullable(text(255)),
+            "note": nullable(text(1024)),
+        }
+    )
 
 
 def array(strategy: st.SearchStrategy[Any], max_long: int) -> st.SearchStrategy[list[Any]]:
@@ -150,9 +194,14 @@ def array(strategy: st.SearchStrategy[Any], max_long: int) -> st.SearchStrategy[
 
 
 @st.composite
-def canonical_documents(draw: st.DrawFn, *, key: st.SearchStrategy[str] | None = None,
-                        version: st.SearchStrategy[int] | None = None,
-                        max_items: int = 60, max_events: int = 60) -> dict[str, Any]:
+def canonical_documents(
+    draw: st.DrawFn,
+    *,
+    key: st.SearchStrategy[str] | None = None,
+    version: st.SearchStrategy[int] | None = None,
+    max_items: int = 60,
+    max_events: int = 60,
+) -> dict[str, Any]:
     """A valid canonical shipment document in native form."""
     k = draw(key if key is not None else keys())
     return {
@@ -173,8 +222,7 @@ def canonical_documents(draw: st.DrawFn, *, key: st.SearchStrategy[str] | None =
         "source_seq": draw(st.integers(0, 2**63 - 1)),
         "source_rev": draw(st.integers(0, 2**63 - 1)),
         "version": draw(version if version is not None else st.integers(1, 2**63 - 1)),
-        "extra": draw(st.dictionaries(st.text(any_char, max_size=12), json_values(),
-                                      max_size=5)),
+        "extra": draw(st.dictionaries(st.text(any_char, max_size=12), json_values(), max_size=5)),
     }
 
 
@@ -189,18 +237,38 @@ def sample_document(**overrides: Any) -> dict[str, Any]:
         "service_level": "express",
         "sender": None,
         "recipient": {
-            "name": None, "first_name": "Ada", "last_name": "Lovelace",
-            "email": "ada@example.com", "phone": None,
-            "address": {"street": "1 Main St", "city": "London", "postal_code": None,
-                        "country": "GB", "lat": 51.5, "lon": -0.12},
+            "name": None,
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+            "phone": None,
+            "address": {
+                "street": "1 Main St",
+                "city": "London",
+                "postal_code": None,
+                "country": "GB",
+                "lat": 51.5,
+                "lon": -0.12,
+            },
         },
         "items": [
-            {"sku": f"S{i}", "description": None, "quantity": i, "weight_kg": 1.25,
-             "value": {"amount": "10.5", "currency": "EUR"}}
+            {
+                "sku": f"S{i}",
+                "description": None,
+                "quantity": i,
+                "weight_kg": 1.25,
+                "value": {"amount": "10.5", "currency": "EUR"},
+            }
             for i in range(5)
         ],
-        "events": [{"time": datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC),
-                    "status": "picked_up", "location": "Paris", "note": None}],
+        "events": [
+            {
+                "time": datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC),
+                "status": "picked_up",
+                "location": "Paris",
+                "note": None,
+            }
+        ],
         "price": {"amount": "19.99", "currency": "EUR"},
         "cost": None,
         "created_at": datetime(2024, 5, 1, 10, 0, 0, 1000, tzinfo=UTC),

@@ -25,16 +25,19 @@ from lazyshift.errors import (
 )
 
 
-@pytest.mark.parametrize(("exc", "code"), [
-    (ProblemFound("x"), EXIT_PROBLEM),
-    (TransitionError("x"), EXIT_PROBLEM),
-    (UsageError("x"), EXIT_USAGE),
-    (Unavailable("x"), EXIT_UNAVAILABLE),
-    (NotMigrated(), EXIT_UNAVAILABLE),
-    (mysql_errors.InterfaceError("gone", errno=2003), EXIT_UNAVAILABLE),
-    (mysql_errors.ProgrammingError("no table", errno=1146), EXIT_UNAVAILABLE),
-    (ServerSelectionTimeoutError("down"), EXIT_UNAVAILABLE),
-])
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (ProblemFound("x"), EXIT_PROBLEM),
+        (TransitionError("x"), EXIT_PROBLEM),
+        (UsageError("x"), EXIT_USAGE),
+        (Unavailable("x"), EXIT_UNAVAILABLE),
+        (NotMigrated(), EXIT_UNAVAILABLE),
+        (mysql_errors.InterfaceError("gone", errno=2003), EXIT_UNAVAILABLE),
+        (mysql_errors.ProgrammingError("no table", errno=1146), EXIT_UNAVAILABLE),
+        (ServerSelectionTimeoutError("down"), EXIT_UNAVAILABLE),
+    ],
+)
 def test_errors_map_to_exit_codes(exc, code) -> None:
     error = _as_lazyshift_error(exc)
     assert error is not None and error.exit_code == code
@@ -58,8 +61,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("LAZYSHIFT_STATE_DIR", str(tmp_path))
 
     def run(*args: str, env: dict[str, str] | None = None):
-        return CliRunner(mix_stderr=False).invoke(main, list(args), env=env,
-                                                  catch_exceptions=False)
+        return CliRunner(mix_stderr=False).invoke(main, list(args), env=env, catch_exceptions=False)
 
     return run
 
@@ -75,12 +77,15 @@ def test_missing_config_file_is_a_usage_error(cli, tmp_path) -> None:
     assert out.exit_code == EXIT_USAGE and "does not exist" in out.stderr
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("[mysql\nport = 1", "not valid TOML"),
-    ("[clinet]\nmode = 'control'", "clinet"),
-    ("[mysql]\npasword = 'x'", "mysql.pasword"),
-    ("[mysql]\nport = 'three'", "mysql.port"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[mysql\nport = 1", "not valid TOML"),
+        ("[clinet]\nmode = 'control'", "clinet"),
+        ("[mysql]\npasword = 'x'", "mysql.pasword"),
+        ("[mysql]\nport = 'three'", "mysql.port"),
+    ],
+)
 def test_bad_config_files_are_usage_errors(cli, tmp_path, text, says) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(text)

@@ -31,22 +31,22 @@ def test_any_chunking_yields_the_same_frames(msgs: list[bytes], cuts: list[int])
 def test_byte_by_byte_and_coalesced(msgs: list[bytes], step: int) -> None:
     stream = b"".join(encode(m) for m in msgs)
     reader = FrameReader()
-    out = [f for i in range(0, len(stream), step) for f in reader.feed(stream[i:i + step])]
+    out = [f for i in range(0, len(stream), step) for f in reader.feed(stream[i : i + step])]
     assert out == [Frame(m) for m in msgs]
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.booleans(), st.binary(min_size=1, max_size=50)), max_size=20),
-       st.lists(st.integers(min_value=0, max_value=10**6), max_size=30))
+@given(
+    st.lists(st.tuples(st.booleans(), st.binary(min_size=1, max_size=50)), max_size=20),
+    st.lists(st.integers(min_value=0, max_value=10**6), max_size=30),
+)
 def test_oversized_frames_are_skipped_keeping_their_head(parts, cuts) -> None:
     max_frame = 64
     msgs = [(big, body * (200 // len(body) + 1) if big else body) for big, body in parts]
     stream = b"".join(encode(m) for _, m in msgs)
     reader = FrameReader(max_frame=max_frame, head_bytes=16)
     out = [f for chunk in _chunk(stream, cuts) for f in reader.feed(chunk)]
-    expected = [
-        OversizedFrame(len(m), m[:16]) if len(m) > max_frame else Frame(m) for _, m in msgs
-    ]
+    expected = [OversizedFrame(len(m), m[:16]) if len(m) > max_frame else Frame(m) for _, m in msgs]
     assert out == expected
 
 

@@ -16,19 +16,44 @@ def f(mode: Mode, **kw) -> Facts:
     return Facts(mode=mode, epoch=7, **kw)
 
 
-@pytest.mark.parametrize(("facts", "stage", "advance", "back"), [
-    (f(Mode.MONGO), 1, [], ["stage 1 is the start of the ladder"]),
-    (f(Mode.DUAL), 2, [], []),
-    (f(Mode.DUAL, shadow_differences=1), 2,
-     ["1 shadow read(s) found MySQL differing from MongoDB"], []),
-    (f(Mode.MYSQL_PRIMARY), 3, [], []),
-    (f(Mode.MYSQL_PRIMARY, mongo_reachable=False), 3, [],
-     ["MongoDB is unreachable: nothing to roll back to"]),
-    (f(Mode.MYSQL_PRIMARY, backfill_partitions=4, backfill_done=4, backfill_finished_at=T0,
-       last_full_verify=VerifyRun(0, T0, T0 + timedelta(1))), 4, [], []),
-    (f(Mode.MYSQL_PRIMARY, backfill_partitions=4, backfill_done=3), 4,
-     ["backfill not finished (3/4 partitions done)"], []),
-])
+@pytest.mark.parametrize(
+    ("facts", "stage", "advance", "back"),
+    [
+        (f(Mode.MONGO), 1, [], ["stage 1 is the start of the ladder"]),
+        (f(Mode.DUAL), 2, [], []),
+        (
+            f(Mode.DUAL, shadow_differences=1),
+            2,
+            ["1 shadow read(s) found MySQL differing from MongoDB"],
+            [],
+        ),
+        (f(Mode.MYSQL_PRIMARY), 3, [], []),
+        (
+            f(Mode.MYSQL_PRIMARY, mongo_reachable=False),
+            3,
+            [],
+            ["MongoDB is unreachable: nothing to roll back to"],
+        ),
+        (
+            f(
+                Mode.MYSQL_PRIMARY,
+                backfill_partitions=4,
+                backfill_done=4,
+                backfill_finished_at=T0,
+                last_full_verify=VerifyRun(0, T0, T0 + timedelta(1)),
+            ),
+            4,
+            [],
+            [],
+        ),
+        (
+            f(Mode.MYSQL_PRIMARY, backfill_partitions=4, backfill_done=3),
+            4,
+            ["backfill not finished (3/4 partitions done)"],
+            [],
+        ),
+    ],
+)
 def test_gate_per_stage(facts, stage, advance, back) -> None:
     gate = evaluate(facts)
     assert gate["stage"] == stage

@@ -130,15 +130,18 @@ class _HashingWriter(io.RawIOBase):
 # -- write ---------------------------------------------------------------------------------
 
 
-def archive(settings: Settings, target: str, *, s3_endpoint: str | None = None,
-            force: bool = False) -> dict[str, Any]:
+def archive(
+    settings: Settings, target: str, *, s3_endpoint: str | None = None, force: bool = False
+) -> dict[str, Any]:
     """Export the collection to `target`; the manifest (also recorded in MySQL)."""
     loc = Location(target, s3_endpoint)
     if not loc.is_s3:
         loc.dir.mkdir(parents=True, exist_ok=True)
     if loc.exists(MANIFEST_FILE) and not force:
-        raise ArchiveError(f"{loc.describe(MANIFEST_FILE)} exists: an archive is already there "
-                           "(use --force to overwrite)")
+        raise ArchiveError(
+            f"{loc.describe(MANIFEST_FILE)} exists: an archive is already there "
+            "(use --force to overwrite)"
+        )
     tmp_dir = None if loc.is_s3 else loc.dir
     content_sha = hashlib.sha256()
     count = 0
@@ -170,13 +173,14 @@ def archive(settings: Settings, target: str, *, s3_endpoint: str | None = None,
         "gz_bytes": hashing.size,
         "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "source": f"{redact_uri(settings.mongo.uri)}"
-                  f"{settings.mongo.database}.{settings.mongo.collection}",
+        f"{settings.mongo.database}.{settings.mongo.collection}",
     }
     loc.put_bytes(MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
     conn = connect(settings.mysql, autocommit=True)
     try:
-        manifest["record_id"] = store.record_archive(conn.cursor(), loc.target, count,
-                                                     manifest["sha256"], manifest)
+        manifest["record_id"] = store.record_archive(
+            conn.cursor(), loc.target, count, manifest["sha256"], manifest
+        )
     finally:
         conn.close()
     return manifest
@@ -192,8 +196,9 @@ def read_manifest(loc: Location) -> dict[str, Any]:
         except ValueError as exc:
             raise ArchiveError(f"{loc.describe(MANIFEST_FILE)}: not JSON: {exc}") from exc
     if manifest.get("format") != FORMAT:
-        raise ArchiveError(f"{loc.describe(MANIFEST_FILE)}: unknown format "
-                           f"{manifest.get('format')!r}")
+        raise ArchiveError(
+            f"{loc.describe(MANIFEST_FILE)}: unknown format {manifest.get('format')!r}"
+        )
     return manifest
 
 
@@ -239,8 +244,9 @@ class ArchiveSource:
             while hashing.read(CHUNK):  # gzip normally reads to the end already
                 pass
         if count != self.manifest["count"]:
-            self.errors.append(f"archive holds {count} documents, manifest says "
-                               f"{self.manifest['count']}")
+            self.errors.append(
+                f"archive holds {count} documents, manifest says {self.manifest['count']}"
+            )
         if content.hexdigest() != self.manifest["sha256"]:
             self.errors.append("archive content sha256 does not match the manifest")
         if hashing.sha.hexdigest() != self.manifest["gz_sha256"]:
@@ -274,5 +280,4 @@ def check(target: str, s3_endpoint: str | None = None) -> dict[str, Any]:
     """Read a whole archive and check it against its manifest; {"ok", "count", "errors"}."""
     src = ArchiveSource(target, s3_endpoint)
     count = sum(1 for _ in src.iter_documents())
-    return {"ok": not src.errors, "count": count, "errors": src.errors,
-            "manifest": src.manifest}
+    return {"ok": not src.errors, "count": count, "errors": src.errors, "manifest": src.manifest}

@@ -127,11 +127,13 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"config file {_config_file()} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
-            for e in exc.errors())
-        raise ConfigError(f"configuration rejected: {problems}",
-                          hint="check the config file (--config / LAZYSHIFT_CONFIG), the "
-                               "LAZYSHIFT_* variables and the flags") from exc
+            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"configuration rejected: {problems}",
+            hint="check the config file (--config / LAZYSHIFT_CONFIG), the "
+            "LAZYSHIFT_* variables and the flags",
+        ) from exc
 
 
 def as_environment(settings: Settings) -> dict[str, str]:

@@ -48,17 +48,24 @@ class RepairResult:
         return sum(1 for a in self.actions if not a["ok"])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.failed == 0, "repaired": self.repaired, "failed": self.failed,
-                "actions": self.actions}
+        return {
+            "ok": self.failed == 0,
+            "repaired": self.repaired,
+            "failed": self.failed,
+            "actions": self.actions,
+        }
 
 
-def repair(settings: Settings, report: dict[str, Any], *, delete_extra: bool = False
-           ) -> RepairResult:
+def repair(
+    settings: Settings, report: dict[str, Any], *, delete_extra: bool = False
+) -> RepairResult:
     if not isinstance(report, dict) or "findings" not in report:
         raise RepairError("not a verify report (no findings)")
     if not str(report.get("source", "mongo")).startswith("mongo"):
-        raise RepairError(f"report compares {report.get('source')}: repair re-migrates from "
-                          "MongoDB only; run `lazyshift verify` against MongoDB first")
+        raise RepairError(
+            f"report compares {report.get('source')}: repair re-migrates from "
+            "MongoDB only; run `lazyshift verify` against MongoDB first"
+        )
     findings = [f for f in report["findings"] if f.get("difference", True)]
     result = RepairResult()
     conn = connect(settings.mysql)
@@ -68,9 +75,12 @@ def repair(settings: Settings, report: dict[str, Any], *, delete_extra: bool = F
         for finding in findings:
             key, kind = finding["key"], finding["kind"]
             action: dict[str, Any] = {"key": key, "kind": kind}
-            action.update(run_in_transaction(
-                conn, lambda cur, key=key, kind=kind: _repair_one(cur, coll, key, kind,
-                                                                  delete_extra)))
+            action.update(
+                run_in_transaction(
+                    conn,
+                    lambda cur, key=key, kind=kind: _repair_one(cur, coll, key, kind, delete_extra),
+                )
+            )
             result.actions.append(action)
     finally:
         mongo.close()
@@ -83,14 +93,16 @@ def _repair_extra(cur: Any, key: str, in_mongo: bool, delete_extra: bool) -> dic
     if in_mongo:
         return {"action": "kept", "ok": True, "detail": "MongoDB has the key again"}
     if not delete_extra:
-        return {"action": "kept", "ok": False,
-                "detail": "row only in MySQL; rerun with --delete-extra to delete it"}
+        return {
+            "action": "kept",
+            "ok": False,
+            "detail": "row only in MySQL; rerun with --delete-extra to delete it",
+        }
     store.delete_shipment(cur, key)
     return {"action": "deleted", "ok": True}
 
 
-def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool
-                ) -> dict[str, Any]:
+def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool) -> dict[str, Any]:
     doc = coll.find_one({"_id": key})
     locked = store.lock_version(cur, key)
     stored = None if locked is None else locked[0]
@@ -100,18 +112,25 @@ def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool
         return {"action": "none", "ok": True, "detail": "in neither store any more"}
     rows_by_key, rejected = map_or_reject([doc])
     if rejected:
-        store.insert_dead_letters(cur, [document_dead_letter(ORIGIN, d, why)
-                                        for d, why in rejected])
+        store.insert_dead_letters(
+            cur, [document_dead_letter(ORIGIN, d, why) for d, why in rejected]
+        )
         return {"action": "dead-lettered", "ok": False, "detail": rejected[0][1]}
     rows = rows_by_key[key]
     epoch = store.current_epoch(cur)
     if stored is not None and stored > rows.version:
         if kind == "newer":
-            return {"action": "refused", "ok": False,
-                    "detail": f"MySQL version {stored} is newer than MongoDB's {rows.version}; "
-                              "the guarded write never overwrites newer data"}
-        return {"action": "superseded", "ok": True,
-                "detail": f"MySQL now holds newer version {stored}"}
+            return {
+                "action": "refused",
+                "ok": False,
+                "detail": f"MySQL version {stored} is newer than MongoDB's {rows.version}; "
+                "the guarded write never overwrites newer data",
+            }
+        return {
+            "action": "superseded",
+            "ok": True,
+            "detail": f"MySQL now holds newer version {stored}",
+        }
     replaced = False
     if stored is not None and stored == rows.version:
         # Same version, different content (corruption): replace, never bump the version.
@@ -123,5 +142,8 @@ def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool
         return {"action": "failed", "ok": False, "detail": exc.reason}
     if not applied.applied_keys:
         return {"action": "unchanged", "ok": True, "detail": "MySQL already as new"}
-    return {"action": "replaced" if replaced else "applied", "ok": True,
-            "detail": f"version {rows.version}"}
+    return {
+        "action": "replaced" if replaced else "applied",
+        "ok": True,
+        "detail": f"version {rows.version}",
+    }

@@ -67,16 +67,24 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.reads = Counter("lazyshift_reads", "Reads served", ["mode", "store", "result"],
-                             registry=r)
-        self.shadow = Counter("lazyshift_shadow_reads", "Dual-mode shadow comparisons by result",
-                              ["result"], registry=r)
-        self.lazy = Counter("lazyshift_lazy_migrations", "Shipments migrated lazily",
-                            ["path"], registry=r)
-        self.backlog = Gauge("lazyshift_dual_backlog", "Shipments waiting for their MySQL write",
-                             registry=r)
-        self.fenced = Counter("lazyshift_fenced_writes", "Writes refused by the epoch fence",
-                              registry=r)
+        self.reads = Counter(
+            "lazyshift_reads", "Reads served", ["mode", "store", "result"], registry=r
+        )
+        self.shadow = Counter(
+            "lazyshift_shadow_reads",
+            "Dual-mode shadow comparisons by result",
+            ["result"],
+            registry=r,
+        )
+        self.lazy = Counter(
+            "lazyshift_lazy_migrations", "Shipments migrated lazily", ["path"], registry=r
+        )
+        self.backlog = Gauge(
+            "lazyshift_dual_backlog", "Shipments waiting for their MySQL write", registry=r
+        )
+        self.fenced = Counter(
+            "lazyshift_fenced_writes", "Writes refused by the epoch fence", registry=r
+        )
 
 
 @dataclass
@@ -87,8 +95,14 @@ class ReadResult:
 
 
 class Router:
-    def __init__(self, settings: Settings, mongo: MongoStore, *,
-                 follower: Gate | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        mongo: MongoStore,
+        *,
+        follower: Gate | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.mongo = mongo
         self.follower = follower
@@ -223,8 +237,9 @@ class Router:
             if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
                 return False  # a late or repeated message
             try:
-                apply_batch(cur, [{**doc, "version": (row[0] if row else 0) + 1}],
-                            written_epoch=epoch)
+                apply_batch(
+                    cur, [{**doc, "version": (row[0] if row else 0) + 1}], written_epoch=epoch
+                )
             except InvalidDocument as exc:
                 raise Unstorable(exc.reason) from exc
             return True
@@ -244,18 +259,24 @@ class Router:
         return int(old["version"]), int(old["source_rev"])
 
     # -- dead letters and offsets ------------------------------------------------------------
-    def dead_letter(self, *, reason: str, category: str, raw: bytes, seq: int | None,
-                    key: str | None) -> bool:
+    def dead_letter(
+        self, *, reason: str, category: str, raw: bytes, seq: int | None, key: str | None
+    ) -> bool:
         if self.mode not in MYSQL_WRITES:
-            return self.mongo.dead_letter(origin="stream", reason=reason, category=category,
-                                          raw=raw, seq=seq, key=key)
+            return self.mongo.dead_letter(
+                origin="stream", reason=reason, category=category, raw=raw, seq=seq, key=key
+            )
         return self._dead_letter_mysql(
-            message_dead_letter("stream", raw, f"{category}: {reason}", seq, key))
+            message_dead_letter("stream", raw, f"{category}: {reason}", seq, key)
+        )
 
     def _dead_letter_mysql(self, letter: DeadLetter) -> bool:
         """Record `letter` in its own transaction on the writer connection."""
-        return bool(run_in_transaction(self.writer_connection(),
-                                       lambda cur: store.insert_dead_letters(cur, [letter])))
+        return bool(
+            run_in_transaction(
+                self.writer_connection(), lambda cur: store.insert_dead_letters(cur, [letter])
+            )
+        )
 
     def load_offset(self, partition: str) -> int:
         best = 0
@@ -266,16 +287,21 @@ class Router:
                 raise
             logs.event("offset.mongo_unavailable", error=str(exc))
         if self.follower is not None:
-            best = max(best, run_in_transaction(self.writer_connection(),
-                                                lambda cur: store.load_offset(cur, partition)))
+            best = max(
+                best,
+                run_in_transaction(
+                    self.writer_connection(), lambda cur: store.load_offset(cur, partition)
+                ),
+            )
         return best
 
     def save_offset(self, partition: str, seq: int) -> None:
         if self.mode not in MYSQL_WRITES:
             self.mongo.save_offset(partition, seq)
             return
-        run_in_transaction(self.writer_connection(),
-                           lambda cur: store.save_offset(cur, partition, seq))
+        run_in_transaction(
+            self.writer_connection(), lambda cur: store.save_offset(cur, partition, seq)
+        )
 
     def idle(self) -> None:
         """Between messages: retry the dual-write backlog while MySQL is reachable."""
@@ -325,8 +351,11 @@ class Router:
         mode = Mode(st.mode)
         if mode in (Mode.MONGO, Mode.DUAL):
             doc = self.mongo.get(key)
-            if mode == Mode.DUAL and doc is not None and (
-                    self._shadow_rng.random() < self.settings.client.shadow_read_fraction):
+            if (
+                mode == Mode.DUAL
+                and doc is not None
+                and (self._shadow_rng.random() < self.settings.client.shadow_read_fraction)
+            ):
                 self._shadow_compare(conn, doc)
             self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
             return ReadResult(doc, mode, "mongo")

@@ -72,8 +72,11 @@ def discover(directory: Path | None = None) -> list[MigrationFile]:
             )
         data = path.read_bytes()
         mig = MigrationFile(
-            version=int(match.group(1)), name=match.group(2), filename=path.name,
-            sha256=hashlib.sha256(data).hexdigest(), sql=data.decode("utf-8"),
+            version=int(match.group(1)),
+            name=match.group(2),
+            filename=path.name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            sql=data.decode("utf-8"),
         )
         if mig.version in found:
             raise SchemaMigrationError(
@@ -101,7 +104,7 @@ def _quoted_end(sql: str, i: int) -> int:
 
 def _comment_end(sql: str, i: int) -> int | None:
     """Index just past the comment that starts at `i`, or None if none starts there."""
-    ch, nxt, n = sql[i], sql[i + 1: i + 2], len(sql)
+    ch, nxt, n = sql[i], sql[i + 1 : i + 2], len(sql)
     if (ch == "-" and nxt == "-" and (i + 2 >= n or sql[i + 2] in " \t\r\n")) or ch == "#":
         j = sql.find("\n", i)
         return n if j < 0 else j + 1
@@ -246,11 +249,13 @@ def status(settings: Settings, *, directory: Path | None = None) -> list[dict[st
         else:
             state = "applied"
         applied_at = row["applied_at"].replace(tzinfo=UTC).isoformat() if row else None
-        out.append({
-            "version": version,
-            "name": mig.name if mig else row["name"],
-            "sha256": mig.sha256 if mig else row["sha256"],
-            "state": state,
-            "applied_at": applied_at,
-        })
+        out.append(
+            {
+                "version": version,
+                "name": mig.name if mig else row["name"],
+                "sha256": mig.sha256 if mig else row["sha256"],
+                "state": state,
+                "applied_at": applied_at,
+            }
+        )
     return out

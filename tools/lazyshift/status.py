@@ -22,10 +22,16 @@ def collect(settings: Settings) -> dict[str, Any]:
     if mongo.get("reachable"):
         left = max(int(mongo["shipments"]) - int(mysql["shipments"]), 0)
     return {
-        "mode": st.mode, "stage": seen.facts.stage, "epoch": st.epoch, "state": st.state,
-        "target_mode": st.target_mode, "flip_epoch": st.flip_epoch,
+        "mode": st.mode,
+        "stage": seen.facts.stage,
+        "epoch": st.epoch,
+        "state": st.state,
+        "target_mode": st.target_mode,
+        "flip_epoch": st.flip_epoch,
         "backfill": seen.backfill,
         "clients": [{k: c[k] for k in CLIENT_FIELDS} for c in seen.clients],
-        "mongo": mongo, "mysql": mysql, "documents_left_to_migrate": left,
+        "mongo": mongo,
+        "mysql": mysql,
+        "documents_left_to_migrate": left,
         "gate": gate.evaluate(seen.facts),
     }

@@ -92,10 +92,14 @@ class Finding:
     difference: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "key": self.key,
-                               "source_version": self.source_version,
-                               "mysql_version": self.mysql_version, "fields": self.fields,
-                               "difference": self.difference}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "key": self.key,
+            "source_version": self.source_version,
+            "mysql_version": self.mysql_version,
+            "fields": self.fields,
+            "difference": self.difference,
+        }
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -106,18 +110,26 @@ def _version(doc: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _unmappable(key: str, sv: int | None, mv: int | None, reason: str, dead: set[str]
-                ) -> Finding | None:
+def _unmappable(
+    key: str, sv: int | None, mv: int | None, reason: str, dead: set[str]
+) -> Finding | None:
     if key in dead:
         return None
     if sv is not None and mv is not None and mv > sv:
         return Finding("newer", key, sv, mv, reason=f"source unmappable: {reason}")
-    return Finding("different", key, sv, mv, fields=[reason.partition(":")[0]],
-                   reason=f"source unmappable: {reason}")
+    return Finding(
+        "different",
+        key,
+        sv,
+        mv,
+        fields=[reason.partition(":")[0]],
+        reason=f"source unmappable: {reason}",
+    )
 
 
-def classify(key: str, src: Document | None, row: Document | None, dead: set[str]
-             ) -> Finding | None:
+def classify(
+    key: str, src: Document | None, row: Document | None, dead: set[str]
+) -> Finding | None:
     """None if equal (or dead-lettered); else the finding for this key."""
     if row is None:
         if src is None or key in dead:
@@ -254,12 +266,22 @@ class Report:
         return self.differences == 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "differences": self.differences, "source": self.source,
-                "truth": self.truth, "mode": self.mode, "counts": self.counts,
-                "by_kind": self.by_kind, "dead_letters": self.dead_letters,
-                "rechecked": self.rechecked, "errors": self.errors, "findings": self.findings,
-                "started_at": self.started_at, "finished_at": self.finished_at,
-                "elapsed_s": round(self.elapsed_s, 3)}
+        return {
+            "ok": self.ok,
+            "differences": self.differences,
+            "source": self.source,
+            "truth": self.truth,
+            "mode": self.mode,
+            "counts": self.counts,
+            "by_kind": self.by_kind,
+            "dead_letters": self.dead_letters,
+            "rechecked": self.rechecked,
+            "errors": self.errors,
+            "findings": self.findings,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
 
 
 def _now() -> str:
@@ -267,8 +289,9 @@ def _now() -> str:
 
 
 class _Verifier:
-    def __init__(self, source: Source, mysql: MySQLSide, truth: str, report: Report,
-                 live: bool) -> None:
+    def __init__(
+        self, source: Source, mysql: MySQLSide, truth: str, report: Report, live: bool
+    ) -> None:
         self.source = source
         self.mysql = mysql
         self.truth = truth
@@ -278,8 +301,9 @@ class _Verifier:
         report.dead_letters = mysql.query(store.dead_letter_count)
 
     def _record(self, finding: Finding) -> None:
-        finding.difference = not (self.truth == "mysql"
-                                  and finding.kind in EXPECTED_UNDER_MYSQL_TRUTH)
+        finding.difference = not (
+            self.truth == "mysql" and finding.kind in EXPECTED_UNDER_MYSQL_TRUTH
+        )
         self.report.findings.append(finding.as_dict())
 
     def recheck(self, suspects: dict[str, Finding], src_docs: dict[str, Document]) -> None:
@@ -294,8 +318,11 @@ class _Verifier:
             if finding is not None:
                 self._record(finding)
 
-    def compare_chunk(self, src_chunk: list[tuple[str, str | None, Document]],
-                      my_chunk: list[tuple[str, str, Document]]) -> bool:
+    def compare_chunk(
+        self,
+        src_chunk: list[tuple[str, str | None, Document]],
+        my_chunk: list[tuple[str, str, Document]],
+    ) -> bool:
         """True if the chunk matched by checksum."""
         if self._digest(src_chunk) == self._digest(my_chunk):
             return True
@@ -305,8 +332,12 @@ class _Verifier:
         my_canon = {k: c for k, c, _ in my_chunk}
         suspects: dict[str, Finding] = {}
         for key in sorted(set(src) | set(mine), key=lambda k: k.encode("utf-8", "surrogatepass")):
-            if key in src and key in mine and src_canon[key] is not None \
-                    and src_canon[key] == my_canon[key]:
+            if (
+                key in src
+                and key in mine
+                and src_canon[key] is not None
+                and src_canon[key] == my_canon[key]
+            ):
                 continue
             finding = classify(key, src.get(key), mine.get(key), self.dead)
             if finding is not None:
@@ -347,7 +378,8 @@ class _Verifier:
             upper = src_chunk[-1][0].encode("utf-8", "surrogatepass") if src_chunk else None
             my_chunk: list[tuple[str, str, Document]] = []
             while pending is not None and (
-                    done or pending["key"].encode("utf-8", "surrogatepass") <= upper):
+                done or pending["key"].encode("utf-8", "surrogatepass") <= upper
+            ):
                 my_chunk.append((pending["key"], document.canonical_json(pending), pending))
                 pending = next(my_iter, None)
             if not src_chunk and not my_chunk:
@@ -359,15 +391,19 @@ class _Verifier:
                 counts["chunks_mismatched"] += 1
 
     def sampled(self, n: int) -> None:
-        keys = list(dict.fromkeys(
-            self.source.sample_keys(n)
-            + self.mysql.query(lambda cur: store.random_keys(cur, n))))
-        self.report.counts = {"sampled_keys": len(keys),
-                              "mysql_rows": self.mysql.query(store.shipment_count)}
+        keys = list(
+            dict.fromkeys(
+                self.source.sample_keys(n) + self.mysql.query(lambda cur: store.random_keys(cur, n))
+            )
+        )
+        self.report.counts = {
+            "sampled_keys": len(keys),
+            "mysql_rows": self.mysql.query(store.shipment_count),
+        }
         src_docs: dict[str, Document] = {}
         suspects: dict[str, Finding] = {}
         for i in range(0, len(keys), MYSQL_BATCH):
-            batch = keys[i: i + MYSQL_BATCH]
+            batch = keys[i : i + MYSQL_BATCH]
             rows = self.mysql.load(batch)
             for key in batch:
                 src = self.source.get(key)
@@ -379,9 +415,15 @@ class _Verifier:
         self.recheck(suspects, src_docs)
 
 
-def verify(settings: Settings, *, sample: int | None = None, chunk_size: int = 1000,
-           truth: str = "mongo", archive: str | None = None,
-           s3_endpoint: str | None = None) -> Report:
+def verify(
+    settings: Settings,
+    *,
+    sample: int | None = None,
+    chunk_size: int = 1000,
+    truth: str = "mongo",
+    archive: str | None = None,
+    s3_endpoint: str | None = None,
+) -> Report:
     if truth not in ("mongo", "mysql"):
         raise VerifyError(f"--truth must be mongo or mysql, not {truth!r}")
     started = time.monotonic()
@@ -395,8 +437,12 @@ def verify(settings: Settings, *, sample: int | None = None, chunk_size: int = 1
     else:
         source = MongoSource(settings)
     mysql = MySQLSide(settings)
-    report = Report(source=source.name, truth=truth,
-                    mode=f"sample:{sample}" if sample else "full", started_at=_now())
+    report = Report(
+        source=source.name,
+        truth=truth,
+        mode=f"sample:{sample}" if sample else "full",
+        started_at=_now(),
+    )
     try:
         verifier = _Verifier(source, mysql, truth, report, live=archive is None)
         if sample:
@@ -421,8 +467,11 @@ def record_run(settings: Settings, report: Report) -> None:
     started = datetime.fromisoformat(report.started_at).astimezone(UTC).replace(tzinfo=None)
     conn = connect(settings.mysql)
     try:
-        run_in_transaction(conn, lambda cur: store.record_verify_run(
-            cur, report.source, report.truth, report.mode, report.differences, summary,
-            started))
+        run_in_transaction(
+            conn,
+            lambda cur: store.record_verify_run(
+                cur, report.source, report.truth, report.mode, report.differences, summary, started
+            ),
+        )
     finally:
         conn.close()

@@ -33,8 +33,7 @@ def tamper(conn) -> str:
     cur = conn.cursor()
     cur.execute("SELECT shipment_key FROM shipment ORDER BY shipment_key LIMIT 1 OFFSET 17")
     key = cur.fetchall()[0][0]
-    cur.execute("UPDATE shipment SET tracking_number = 'TAMPERED' WHERE shipment_key = %s",
-                (key,))
+    cur.execute("UPDATE shipment SET tracking_number = 'TAMPERED' WHERE shipment_key = %s", (key,))
     cur.close()
     return key
 
@@ -45,7 +44,8 @@ def test_local_archive_manifest_and_verify(synced, collection, app_conn, tmp_pat
     manifest = json.loads(out.stdout)
     on_disk = json.loads((target / "manifest.json").read_text())
     assert {k: on_disk[k] for k in ("count", "sha256", "gz_sha256")} == {
-        k: manifest[k] for k in ("count", "sha256", "gz_sha256")}
+        k: manifest[k] for k in ("count", "sha256", "gz_sha256")
+    }
     data = (target / "shipments.jsonl.gz").read_bytes()
     content = gzip.decompress(data)
     assert manifest["count"] == N == content.count(b"\n")
@@ -64,12 +64,14 @@ def test_local_archive_manifest_and_verify(synced, collection, app_conn, tmp_pat
     clean = run_cli("verify", "--against-archive", str(target), "--json", settings=synced)
     assert json.loads(clean.stdout)["ok"] is True
     key = tamper(app_conn)
-    bad = run_cli("verify", "--against-archive", str(target), "--json", settings=synced,
-                  check=False)
+    bad = run_cli(
+        "verify", "--against-archive", str(target), "--json", settings=synced, check=False
+    )
     assert bad.returncode == 1
     findings = json.loads(bad.stdout)["findings"]
     assert [(f["kind"], f["key"], f["fields"]) for f in findings] == [
-        ("different", key, ["tracking_number"])]
+        ("different", key, ["tracking_number"])
+    ]
 
 
 def test_tampered_archive_fails_its_checksums(synced, tmp_path):
@@ -81,8 +83,9 @@ def test_tampered_archive_fails_its_checksums(synced, tmp_path):
     data.write_bytes(gzip.compress(b"".join(lines)))
     result = archive.check(str(target))
     assert not result["ok"] and len(result["errors"]) == 2
-    proc = run_cli("verify", "--against-archive", str(target), "--json", settings=synced,
-                   check=False)
+    proc = run_cli(
+        "verify", "--against-archive", str(target), "--json", settings=synced, check=False
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 1 and len(report["errors"]) == 2
     assert [f["kind"] for f in report["findings"]] == ["different"]
@@ -93,10 +96,12 @@ def test_s3_archive_on_moto(synced, app_conn, moto_server, aws_env):
     s3.create_bucket(Bucket="lazyshift-archive")
     target = "s3://lazyshift-archive/prod/2024"
     env = {**aws_env, "LAZYSHIFT_ARCHIVE__S3_ENDPOINT": moto_server}
-    manifest = json.loads(run_cli("archive", "--to", target, "--json", settings=synced,
-                                  env=env).stdout)
-    stored = json.loads(s3.get_object(Bucket="lazyshift-archive",
-                                      Key="prod/2024/manifest.json")["Body"].read())
+    manifest = json.loads(
+        run_cli("archive", "--to", target, "--json", settings=synced, env=env).stdout
+    )
+    stored = json.loads(
+        s3.get_object(Bucket="lazyshift-archive", Key="prod/2024/manifest.json")["Body"].read()
+    )
     assert stored["sha256"] == manifest["sha256"] and stored["count"] == N
     body = s3.get_object(Bucket="lazyshift-archive", Key="prod/2024/shipments.jsonl.gz")
     data = body["Body"].read()
@@ -104,10 +109,15 @@ def test_s3_archive_on_moto(synced, app_conn, moto_server, aws_env):
     assert hashlib.sha256(gzip.decompress(data)).hexdigest() == manifest["sha256"]
     assert archive.check(target, s3_endpoint=moto_server)["ok"]
 
-    assert run_cli("verify", "--against-archive", target, settings=synced, env=env,
-                   check=False).returncode == 0
+    assert (
+        run_cli(
+            "verify", "--against-archive", target, settings=synced, env=env, check=False
+        ).returncode
+        == 0
+    )
     key = tamper(app_conn)
-    proc = run_cli("verify", "--against-archive", target, "--json", settings=synced, env=env,
-                   check=False)
+    proc = run_cli(
+        "verify", "--against-archive", target, "--json", settings=synced, env=env, check=False
+    )
     assert proc.returncode == 1
     assert [f["key"] for f in json.loads(proc.stdout)["findings"]] == [key]

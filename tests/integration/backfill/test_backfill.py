@@ -37,8 +37,9 @@ def done_docs(conn) -> int:
 
 def assert_exactly_once(conn, n: int) -> None:
     """Every document scanned and written once, every row applied once."""
-    total, done, written = rows(conn, "SELECT SUM(docs_estimate), SUM(docs_done), "
-                                      "SUM(docs_written) FROM backfill_partition")[0]
+    total, done, written = rows(
+        conn, "SELECT SUM(docs_estimate), SUM(docs_done), SUM(docs_written) FROM backfill_partition"
+    )[0]
     assert (int(total), int(done), int(written)) == (n, n, n)
     counts = rows(conn, "SELECT apply_count, COUNT(*) FROM shipment GROUP BY apply_count")
     assert counts == [(1, n)]
@@ -102,8 +103,9 @@ def test_backfill_under_live_writes_two_commands(migrated, collection, app_conn)
     untouched = [key_for(i) for i in range(n) if key_for(i) not in written]
     counts = dict(rows(app_conn, "SELECT shipment_key, apply_count FROM shipment"))
     assert all(counts[k] == 1 for k in untouched)
-    total, done = rows(app_conn, "SELECT SUM(docs_estimate), SUM(docs_done) "
-                                 "FROM backfill_partition")[0]
+    total, done = rows(
+        app_conn, "SELECT SUM(docs_estimate), SUM(docs_done) FROM backfill_partition"
+    )[0]
     assert int(total) == int(done) == n
 
 
@@ -111,21 +113,36 @@ def test_kill_minus_9_at_random_points_then_rerun(migrated, collection, app_conn
     n = 1500
     load_mongo(collection, n)
     rng = random.Random(11)
-    args = ["backfill", "--workers", "2", "--partitions", "4", "--lease-seconds", "1",
-            "--max-rate", "1500", *FAST]
+    args = [
+        "backfill",
+        "--workers",
+        "2",
+        "--partitions",
+        "4",
+        "--lease-seconds",
+        "1",
+        "--max-rate",
+        "1500",
+        *FAST,
+    ]
     last = 0
     for _ in range(3):
         proc = start_cli(*args, settings=migrated)
         target = last + rng.randint(50, 300)
-        poll(lambda t=target, p=proc: done_docs(app_conn) >= t or p.poll() is not None,
-             "backfill progress", timeout=120, every=0.01)
+        poll(
+            lambda t=target, p=proc: done_docs(app_conn) >= t or p.poll() is not None,
+            "backfill progress",
+            timeout=120,
+            every=0.01,
+        )
         kill(proc, signal.SIGKILL)
         last = done_docs(app_conn)
         if last >= n:
             break
     assert last < n, "the backfill finished before it could be killed"
-    rerun = run_cli(*args[:-4], "--progress-interval", "0.2", "--json", settings=migrated,
-                    timeout=240)
+    rerun = run_cli(
+        *args[:-4], "--progress-interval", "0.2", "--json", settings=migrated, timeout=240
+    )
     assert json.loads(rerun.stdout)["complete"] is True
     assert_exactly_once(app_conn, n)
     assert verify.verify(migrated).ok
@@ -134,19 +151,38 @@ def test_kill_minus_9_at_random_points_then_rerun(migrated, collection, app_conn
 def test_dead_workers_lease_is_taken_over(migrated, collection, app_conn):
     n = 900
     load_mongo(collection, n)
-    args = ["backfill", "--workers", "1", "--partitions", "3", "--lease-seconds", "1",
-            "--batch-size", "20"]
+    args = [
+        "backfill",
+        "--workers",
+        "1",
+        "--partitions",
+        "3",
+        "--lease-seconds",
+        "1",
+        "--batch-size",
+        "20",
+    ]
     proc = start_cli(*args, "--max-rate", "400", settings=migrated)
-    poll(lambda: rows(app_conn, "SELECT COUNT(*) FROM backfill_partition WHERE docs_done > 0 "
-                                "AND status = 'running'")[0][0] or proc.poll() is not None,
-         "a partition in progress", timeout=120, every=0.01)
+    poll(
+        lambda: rows(
+            app_conn,
+            "SELECT COUNT(*) FROM backfill_partition WHERE docs_done > 0 AND status = 'running'",
+        )[0][0]
+        or proc.poll() is not None,
+        "a partition in progress",
+        timeout=120,
+        every=0.01,
+    )
     kill(proc, signal.SIGKILL)
-    held = rows(app_conn, "SELECT id, lease_owner FROM backfill_partition "
-                          "WHERE status = 'running' AND docs_done > 0")
+    held = rows(
+        app_conn,
+        "SELECT id, lease_owner FROM backfill_partition WHERE status = 'running' AND docs_done > 0",
+    )
     assert len(held) == 1 and held[0][1], "the killed worker held a lease"
     run_cli(*args, settings=migrated, timeout=240)
-    attempts = rows(app_conn, "SELECT attempts, status FROM backfill_partition WHERE id = %s",
-                    (held[0][0],))
+    attempts = rows(
+        app_conn, "SELECT attempts, status FROM backfill_partition WHERE id = %s", (held[0][0],)
+    )
     assert attempts == [(2, "done")]
     assert_exactly_once(app_conn, n)
     assert verify.verify(migrated).ok
@@ -155,15 +191,28 @@ def test_dead_workers_lease_is_taken_over(migrated, collection, app_conn):
 def test_pause_and_resume_are_obeyed(migrated, collection, app_conn):
     n = 1200
     load_mongo(collection, n)
-    proc = start_cli("backfill", "--workers", "1", "--partitions", "2", "--max-rate", "300",
-                     "--batch-size", "20", settings=migrated)
+    proc = start_cli(
+        "backfill",
+        "--workers",
+        "1",
+        "--partitions",
+        "2",
+        "--max-rate",
+        "300",
+        "--batch-size",
+        "20",
+        settings=migrated,
+    )
     try:
         poll(lambda: done_docs(app_conn) > 0, "backfill started", timeout=120, every=0.01)
         run_cli("backfill", "pause", settings=migrated)
 
         def paused_snapshot():
-            row = rows(app_conn, "SELECT COALESCE(SUM(status = 'paused'), 0), SUM(docs_done) "
-                                 "FROM backfill_partition")[0]
+            row = rows(
+                app_conn,
+                "SELECT COALESCE(SUM(status = 'paused'), 0), SUM(docs_done) "
+                "FROM backfill_partition",
+            )[0]
             return int(row[1]) if int(row[0]) == 1 else None
 
         first = poll(paused_snapshot, "the worker to report paused", timeout=30)
@@ -184,13 +233,29 @@ def test_dry_run_reports_drift_rejections_and_coercions(migrated, collection, ap
     drift = make_doc(100)
     drift["extra"]["legacyPrice"] = "12.50"  # a string where the others hold a double
     coerced = make_doc(101)
-    coerced["items"] = [dict(make_doc(0)["items"][0] if make_doc(0)["items"] else
-                             {"sku": "s", "description": None, "quantity": 1, "value": None},
-                             weight_kg=2)]
-    coerced["recipient"] = {"name": "n", "first_name": None, "last_name": None, "email": None,
-                            "phone": None, "address": {"street": None, "city": None,
-                                                       "postal_code": None, "country": None,
-                                                       "lat": -0.0, "lon": 1.5}}
+    coerced["items"] = [
+        dict(
+            make_doc(0)["items"][0]
+            if make_doc(0)["items"]
+            else {"sku": "s", "description": None, "quantity": 1, "value": None},
+            weight_kg=2,
+        )
+    ]
+    coerced["recipient"] = {
+        "name": "n",
+        "first_name": None,
+        "last_name": None,
+        "email": None,
+        "phone": None,
+        "address": {
+            "street": None,
+            "city": None,
+            "postal_code": None,
+            "country": None,
+            "lat": -0.0,
+            "lon": 1.5,
+        },
+    }
     bad = make_doc(102)
     bad["price"] = {"amount": "1.50", "currency": "EUR"}  # not canonical: DECIMAL gives "1.5"
     collection.insert_many([drift, coerced, bad])
@@ -210,37 +275,45 @@ def test_dry_run_reports_drift_rejections_and_coercions(migrated, collection, ap
     assert rows(app_conn, "SELECT COUNT(*) FROM shipment") == [(0,)]
 
 
-
-
 def test_unmappable_documents_are_dead_lettered_and_exit_1(migrated, collection, app_conn):
     load_mongo(collection, 200)
     bad_amount = make_doc(500)
     bad_amount["price"] = {"amount": "1e3", "currency": "EUR"}
     mismatched = make_doc(501)
     mismatched["key"] = "acme:other"
-    collection.insert_many([bad_amount, mismatched,
-                            {"_id": 12345, "note": "numeric _id"},
-                            {"_id": "legacy:broken", "created_at": datetime.now(UTC)}])
+    collection.insert_many(
+        [
+            bad_amount,
+            mismatched,
+            {"_id": 12345, "note": "numeric _id"},
+            {"_id": "legacy:broken", "created_at": datetime.now(UTC)},
+        ]
+    )
     for attempt in range(2):  # a rerun dead-letters nothing twice
-        proc = run_cli("backfill", "--partitions", "3", "--json", settings=migrated,
-                       check=False)
+        proc = run_cli("backfill", "--partitions", "3", "--json", settings=migrated, check=False)
         assert proc.returncode == 1, proc.stderr
         out = json.loads(proc.stdout)
         assert out["complete"] is True and out["dead"] == 4
         assert len(out["dead_letters"]) == 4
         if attempt == 0:
             run_cli("backfill", "reset", "--yes", settings=migrated)
-    dead = {r[0]: (r[1], json.loads(r[2])) for r in rows(
-        app_conn, "SELECT dedup_key, reason, payload FROM dead_letter WHERE origin = 'backfill'")}
-    assert set(dead) == {f"_id:{bad_amount['_id']}", f"_id:{mismatched['_id']}", "_id:12345",
-                         "_id:legacy:broken"}
+    dead = {
+        r[0]: (r[1], json.loads(r[2]))
+        for r in rows(
+            app_conn, "SELECT dedup_key, reason, payload FROM dead_letter WHERE origin = 'backfill'"
+        )
+    }
+    assert set(dead) == {
+        f"_id:{bad_amount['_id']}",
+        f"_id:{mismatched['_id']}",
+        "_id:12345",
+        "_id:legacy:broken",
+    }
     assert dead[f"_id:{bad_amount['_id']}"][0].startswith("price/amount")
     assert dead["_id:12345"][1] == {"_id": 12345, "note": "numeric _id"}
     assert rows(app_conn, "SELECT COUNT(*) FROM shipment") == [(200,)]
     report = verify.verify(migrated)
     assert report.ok and report.dead_letters == 4, report.as_dict()
-
-
 
 
 @pytest.mark.parametrize("workers", [1])
@@ -254,8 +327,18 @@ def test_rerun_after_completion_is_a_no_op(migrated, collection, app_conn, worke
 
 def test_pauses_while_mysql_threads_running_is_high(migrated, collection, app_conn, mysql_root):
     load_mongo(collection, 600)
-    proc = start_cli("backfill", "--partitions", "1", "--max-rate", "200", "--batch-size",
-                     "20", "--max-threads-running", "1", settings=migrated)
+    proc = start_cli(
+        "backfill",
+        "--partitions",
+        "1",
+        "--max-rate",
+        "200",
+        "--batch-size",
+        "20",
+        "--max-threads-running",
+        "1",
+        settings=migrated,
+    )
     busy = db.connect(migrated.mysql, autocommit=True)
     busy_id = busy.connection_id
 

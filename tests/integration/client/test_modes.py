@@ -30,18 +30,40 @@ from lazyshift.core.mapping import stored_form as normalize
 from lazyshift.core.mysql_store import load_documents
 
 COUNT = 4000
-GEN = ["--seed", "23", "--count", str(COUNT), "--malformed-fraction", "0.02",
-       "--replay-fraction", "0.03"]
+GEN = [
+    "--seed",
+    "23",
+    "--count",
+    str(COUNT),
+    "--malformed-fraction",
+    "0.02",
+    "--replay-fraction",
+    "0.03",
+]
 
 
-def _clients(settings, source_port: int, n: int = 2,
-             env: dict[str, str] | None = None) -> list[tuple[Any, int]]:
+def _clients(
+    settings, source_port: int, n: int = 2, env: dict[str, str] | None = None
+) -> list[tuple[Any, int]]:
     out = []
     for k in range(n):
         port = free_port()
-        proc = start_cli("client", "run", "--mode", "control", "--partition", f"{k}/{n}",
-                         "--source-port", str(source_port), "--http-port", str(port),
-                         "--client-id", f"test-client-{k}", settings=settings, env=env)
+        proc = start_cli(
+            "client",
+            "run",
+            "--mode",
+            "control",
+            "--partition",
+            f"{k}/{n}",
+            "--source-port",
+            str(source_port),
+            "--http-port",
+            str(port),
+            "--client-id",
+            f"test-client-{k}",
+            settings=settings,
+            env=env,
+        )
         out.append((proc, port))
     for _proc, port in out:
         poll(lambda p=port: _healthy(p), "client read API to answer", timeout=30)
@@ -65,8 +87,9 @@ class Readers:
         self.acknowledged: dict[str, int] = {}  # key -> highest version a finished read saw
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(3)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(3)
+        ]
 
     def __enter__(self) -> Readers:
         for t in self._threads:
@@ -91,8 +114,10 @@ class Readers:
                 if status == 200:
                     v = body["version"]
                     if v < floor:
-                        self.errors.append(f"stale read of {key}: v{v} after v{floor} "
-                                           f"({headers.get('X-Lazyshift-Store')})")
+                        self.errors.append(
+                            f"stale read of {key}: v{v} after v{floor} "
+                            f"({headers.get('X-Lazyshift-Store')})"
+                        )
                     self.acknowledged[key] = max(self.acknowledged.get(key, 0), v)
                 elif status != 404 or floor:
                     self.errors.append(f"read of {key} -> {status} {body} (seen v{floor})")
@@ -142,7 +167,6 @@ def _dead_seqs(settings, mongo_db) -> set[int]:
     return seqs
 
 
-
 def _prepare_last_seqs(messages: list[dict], n: int) -> None:
     for k in range(n):
         seqs = [m["seq"] for m in messages if m["partition_hash"] % n == k]
@@ -163,12 +187,14 @@ def test_walk_the_ladder_under_load(migrated, mongo_db) -> None:
             pauses["dual"] = _mode_set(settings, "dual")["paused_s"]
             poll(lambda: len(_mysql_docs(settings)) > 100, "dual writes reaching MySQL")
             pauses["mysql-primary"] = _mode_set(settings, "mysql-primary")["paused_s"]
-            poll(lambda: _lazy_count(clients) > 0, "lazy migrations in mysql-primary",
-                 timeout=60)
+            poll(lambda: _lazy_count(clients) > 0, "lazy migrations in mysql-primary", timeout=60)
             flip_docs = mongo_db.shipments.count_documents({})
             pauses["rollback"] = _mode_set(settings, "dual")["paused_s"]
-            poll(lambda: _offsets_done(settings, mongo_db, 2), "the stream to be consumed",
-                 timeout=240)
+            poll(
+                lambda: _offsets_done(settings, mongo_db, 2),
+                "the stream to be consumed",
+                timeout=240,
+            )
             # Readers keep going until the end: reads across every transition.
         assert not readers.errors, readers.errors[:10]
         assert readers.reads > 200
@@ -224,8 +250,7 @@ def test_mysql_outage_during_dual_loses_nothing(migrated, mongo_db, stack) -> No
         finally:
             stack.start_component("mysql")
         assert mongo_db.shipments.count_documents({}) >= at_stop
-        poll(lambda: _offsets_done(settings, mongo_db, 1), "the stream to be consumed",
-             timeout=240)
+        poll(lambda: _offsets_done(settings, mongo_db, 1), "the stream to be consumed", timeout=240)
         poll(lambda: mongo_db.mysql_backlog.count_documents({}) == 0, "the backlog to drain")
     finally:
         for proc, _ in clients:
@@ -250,13 +275,12 @@ def test_kill_9_in_dual_leaves_mysql_complete(migrated, mongo_db) -> None:
     _prepare_last_seqs(messages, 1)
     try:
         for _ in range(5):  # each kill lands in the window with a fair chance
-            (proc, _port), = _clients(settings, source.port, n=1)
+            ((proc, _port),) = _clients(settings, source.port, n=1)
             seen = mongo_db.shipments.count_documents({})
             poll(lambda s=seen: mongo_db.shipments.count_documents({}) > s + 150, "progress")
             kill(proc, signal.SIGKILL)
         clients = _clients(settings, source.port, n=1)
-        poll(lambda: _offsets_done(settings, mongo_db, 1), "the stream to be consumed",
-             timeout=240)
+        poll(lambda: _offsets_done(settings, mongo_db, 1), "the stream to be consumed", timeout=240)
         poll(lambda: mongo_db.mysql_backlog.count_documents({}) == 0, "the backlog to drain")
         for proc, _ in clients:
             kill(proc, signal.SIGTERM)
@@ -265,8 +289,7 @@ def test_kill_9_in_dual_leaves_mysql_complete(migrated, mongo_db) -> None:
     stored = {d["_id"]: d for d in mongo_db.shipments.find({})}
     assert set(stored) == set(exp.docs)
     mysql_docs = _mysql_docs(settings)
-    behind = [k for k in exp.docs if k not in mysql_docs
-              or mysql_docs[k] != normalize(stored[k])]
+    behind = [k for k in exp.docs if k not in mysql_docs or mysql_docs[k] != normalize(stored[k])]
     assert not behind, f"{len(behind)} shipments behind in MySQL, e.g. {behind[:3]}"
 
 
@@ -281,14 +304,15 @@ def test_stopped_client_cannot_write_in_the_old_mode(migrated, mongo_db) -> None
         for _attempt in range(5):
             stopped.send_signal(signal.SIGSTOP)
             started = time.monotonic()
-            proc = run_cli("--json", "mode", "set", "mysql-primary", settings=settings,
-                           check=False)
+            proc = run_cli("--json", "mode", "set", "mysql-primary", settings=settings, check=False)
             if proc.returncode == 0:
                 break
             # A refused flip leaves the old mode in force; resume the client and try again.
             assert "The old mode stays" in proc.stderr, proc.stderr
-            assert json.loads(run_cli("--json", "mode", "show", settings=settings).stdout)[
-                "mode"] == "dual"
+            assert (
+                json.loads(run_cli("--json", "mode", "show", settings=settings).stdout)["mode"]
+                == "dual"
+            )
             stopped.send_signal(signal.SIGCONT)
             poll(lambda: _acked(settings, "test-client-1") >= 0, "resume")
         out = json.loads(proc.stdout)
@@ -297,20 +321,29 @@ def test_stopped_client_cannot_write_in_the_old_mode(migrated, mongo_db) -> None
         snapshot = {d["_id"]: d["version"] for d in mongo_db.shipments.find({}, {"version": 1})}
         stopped.send_signal(signal.SIGCONT)
         # The resumed client catches up with the new epoch and goes on writing, in MySQL.
-        poll(lambda: _acked(settings, "test-client-1") >= out["epoch"], "resumed client ack",
-             timeout=30)
-        poll(lambda: _partition_progress_in_mysql(settings, "1/2"), "resumed client writing "
-             "into MySQL", timeout=60)
+        poll(
+            lambda: _acked(settings, "test-client-1") >= out["epoch"],
+            "resumed client ack",
+            timeout=30,
+        )
+        poll(
+            lambda: _partition_progress_in_mysql(settings, "1/2"),
+            "resumed client writing into MySQL",
+            timeout=60,
+        )
         after = {d["_id"]: d["version"] for d in mongo_db.shipments.find({}, {"version": 1})}
         if after != snapshot:
             kill(stopped, signal.SIGTERM)
             changed = [k for k in after if after[k] != snapshot.get(k)]
-            log = [ln for ln in stopped.stderr.read().splitlines()
-                   if "dead_lettered" not in ln]
-            docs = [(d["_id"], d["version"], d["source_seq"], d["source_rev"])
-                    for d in mongo_db.shipments.find({}) if d["_id"] in changed]
-            raise AssertionError(f"MongoDB changed after the flip: {docs} {out}\n" +
-                                 "\n".join(log[-30:]))
+            log = [ln for ln in stopped.stderr.read().splitlines() if "dead_lettered" not in ln]
+            docs = [
+                (d["_id"], d["version"], d["source_seq"], d["source_rev"])
+                for d in mongo_db.shipments.find({})
+                if d["_id"] in changed
+            ]
+            raise AssertionError(
+                f"MongoDB changed after the flip: {docs} {out}\n" + "\n".join(log[-30:])
+            )
         assert time.monotonic() - started > settings.client.heartbeat_timeout_s
     finally:
         stopped.send_signal(signal.SIGCONT)

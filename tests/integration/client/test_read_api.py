@@ -30,9 +30,20 @@ def seeded(settings, mongo_db):
 def _client(settings, mode_env: dict[str, str] | None = None):
     source = MockSource("--seed", "1", "--count", "1").start()
     port = free_port()
-    proc = start_cli("client", "run", "--mode", "control", "--source-port", str(source.port),
-                     "--http-port", str(port), "--client-id", "reader", settings=settings,
-                     env=mode_env)
+    proc = start_cli(
+        "client",
+        "run",
+        "--mode",
+        "control",
+        "--source-port",
+        str(source.port),
+        "--http-port",
+        str(port),
+        "--client-id",
+        "reader",
+        settings=settings,
+        env=mode_env,
+    )
     poll(lambda: _up(port), "read API", timeout=30)
     return source, proc, port
 
@@ -101,8 +112,11 @@ def test_shadow_reads_count_mismatches_by_kind(settings, seeded) -> None:
         assert 'lazyshift_shadow_reads_total{result="different"} 1.0' in metrics
         assert 'lazyshift_shadow_reads_total{result="missing"}' in metrics
         # The gate learns of it through the heartbeat (written every poll interval).
-        poll(lambda: "shadow read(s) found MySQL differing"
-             in run_cli("--json", "status", settings=settings).stdout, "the gate to close")
+        poll(
+            lambda: "shadow read(s) found MySQL differing"
+            in run_cli("--json", "status", settings=settings).stdout,
+            "the gate to close",
+        )
     finally:
         kill(proc, signal.SIGTERM)
         source.stop()
@@ -121,7 +135,8 @@ def test_read_api_port_in_use_is_a_clear_usage_error(settings) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = run_cli("client", "run", "--http-port", str(port), settings=settings,
-                       check=False, timeout=60)
+        proc = run_cli(
+            "client", "run", "--http-port", str(port), settings=settings, check=False, timeout=60
+        )
     assert proc.returncode == 2
     assert "cannot serve the read API" in proc.stderr and "--http-port" in proc.stderr

@@ -15,8 +15,16 @@ def test_rollback_from_mysql_primary_writes_back_and_verifies_clean(settings, mo
     # Stage 1: the first 600 messages of the log into MongoDB.
     first = MockSource(*SEED, "--count", "600").start()
     try:
-        run_cli("client", "run", "--exit-at-end", "--http-port", "-1", "--source-port",
-                str(first.port), settings=settings)
+        run_cli(
+            "client",
+            "run",
+            "--exit-at-end",
+            "--http-port",
+            "-1",
+            "--source-port",
+            str(first.port),
+            settings=settings,
+        )
     finally:
         first.stop()
     run_cli("schema", "migrate", settings=settings)
@@ -26,9 +34,21 @@ def test_rollback_from_mysql_primary_writes_back_and_verifies_clean(settings, mo
     # Stage 3/4: the same log goes on (messages 601..1200) with MySQL as the primary.
     whole = MockSource(*SEED, "--count", "1200").start()
     try:
-        out = json.loads(run_cli("--json", "client", "run", "--mode", "control",
-                                 "--exit-at-end", "--http-port", "-1", "--source-port",
-                                 str(whole.port), settings=settings).stdout)
+        out = json.loads(
+            run_cli(
+                "--json",
+                "client",
+                "run",
+                "--mode",
+                "control",
+                "--exit-at-end",
+                "--http-port",
+                "-1",
+                "--source-port",
+                str(whole.port),
+                settings=settings,
+            ).stdout
+        )
         exp = expected_state(whole.dump())
     finally:
         whole.stop()

@@ -21,8 +21,10 @@ def test_stage4_gate_waits_for_backfill_and_a_clean_verify(migrated, collection,
     run_cli("backfill", "--workers", "1", "--partitions", "2", settings=migrated)
     status = _gate(migrated)
     assert status["stage"] == 4 and status["gate"]["can_advance"] is False
-    assert "no full `lazyshift verify` since the backfill finished" in (
-        status["gate"]["cannot_advance_because"])
+    assert (
+        "no full `lazyshift verify` since the backfill finished"
+        in (status["gate"]["cannot_advance_because"])
+    )
     # A difference closes the gate with the reason ...
     app_conn.cursor().execute("DELETE FROM shipment ORDER BY shipment_key LIMIT 1")
     assert run_cli("verify", settings=migrated, check=False).returncode == 1

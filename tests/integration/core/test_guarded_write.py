@@ -26,17 +26,21 @@ from lazyshift.core.guarded_write import (
 from lazyshift.core.mysql_store import load_documents
 from strategies import sample_document as sample_doc
 
-DB_EXAMPLES = hsettings(max_examples=60, deadline=None,
-                        suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                               HealthCheck.too_slow])
+DB_EXAMPLES = hsettings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def version_doc(key: str, version: int, n_items: int = 1) -> dict:
     """A distinct document per (key, version): the content says which version it is."""
-    doc = sample_doc(_id=key, key=key, version=version, source_rev=version,
-                     tracking_number=f"T{version}")
-    doc["items"] = [dict(doc["items"][0], sku=f"v{version}-{i}", quantity=i)
-                    for i in range(n_items)]
+    doc = sample_doc(
+        _id=key, key=key, version=version, source_rev=version, tracking_number=f"T{version}"
+    )
+    doc["items"] = [
+        dict(doc["items"][0], sku=f"v{version}-{i}", quantity=i) for i in range(n_items)
+    ]
     return doc
 
 
@@ -52,8 +56,9 @@ def stored(conn, key: str) -> dict | None:
 def bookkeeping(conn, key: str) -> tuple:
     cur = conn.cursor()
     conn.rollback()
-    cur.execute("SELECT version, apply_count, written_epoch FROM shipment WHERE shipment_key = %s",
-                (key,))
+    cur.execute(
+        "SELECT version, apply_count, written_epoch FROM shipment WHERE shipment_key = %s", (key,)
+    )
     row = cur.fetchone()
     conn.rollback()
     return row
@@ -94,8 +99,7 @@ def test_insert_then_newer_applies_older_and_equal_skip(conn):
 
 
 @DB_EXAMPLES
-@given(versions=st.lists(st.integers(1, 8), min_size=1, max_size=10),
-       batch_size=st.integers(1, 4))
+@given(versions=st.lists(st.integers(1, 8), min_size=1, max_size=10), batch_size=st.integers(1, 4))
 def test_any_interleaving_ends_at_max_version(conn, versions, batch_size):
     """Whatever the order (and batching, with duplicates), the stored document is the one with
     the highest version, and apply_count counts exactly the writes that raised the version."""
@@ -104,7 +108,7 @@ def test_any_interleaving_ends_at_max_version(conn, versions, batch_size):
     conn.commit()
     expected_applies, high = 0, 0
     for i in range(0, len(versions), batch_size):
-        batch = versions[i:i + batch_size]
+        batch = versions[i : i + batch_size]
         result = apply_batch(cur, [version_doc("k:p", v, n_items=v % 4) for v in batch])
         conn.commit()
         if max(batch) > high:
@@ -134,8 +138,16 @@ def test_children_replaced_not_appended(conn):
 
 def test_batch_keeps_highest_version_per_key_and_reports(conn):
     cur = conn.cursor()
-    result = apply_batch(cur, [version_doc("k:a", 3), version_doc("k:b", 1),
-                               version_doc("k:a", 7), version_doc("k:a", 5)], written_epoch=4)
+    result = apply_batch(
+        cur,
+        [
+            version_doc("k:a", 3),
+            version_doc("k:b", 1),
+            version_doc("k:a", 7),
+            version_doc("k:a", 5),
+        ],
+        written_epoch=4,
+    )
     conn.commit()
     assert result == BatchResult(applied_keys=["k:a", "k:b"], skipped_keys=[])
     assert stored(conn, "k:a")["version"] == 7
@@ -159,7 +171,8 @@ def test_invalid_document_rejects_whole_batch_before_writing(conn):
     with pytest.raises(InvalidDocument) as info:
         apply_batch(cur, [version_doc("k:good", 1), bad])
     assert info.value.reason == (
-        "document 'k:bad': price/amount: 16 integer digits exceed DECIMAL(20,6)")
+        "document 'k:bad': price/amount: 16 integer digits exceed DECIMAL(20,6)"
+    )
     conn.rollback()
     assert stored(conn, "k:good") is None
     rows_by_key, rejected = map_or_reject([version_doc("k:good", 1), bad, version_doc("k:good", 3)])
@@ -227,8 +240,9 @@ def test_epoch_bump_waits_for_inflight_write(conn, connect):
 # -- concurrency -------------------------------------------------------------------------------
 
 
-def _writer(mysql_settings: dict, seed: int, keys: list[str], writes: int,
-            isolation: str | None) -> int:
+def _writer(
+    mysql_settings: dict, seed: int, keys: list[str], writes: int, isolation: str | None
+) -> int:
     rng = random.Random(seed)
     conn = db.connect(MySQLSettings(**mysql_settings))
     if isolation:
@@ -263,8 +277,10 @@ def test_concurrent_threads_end_at_max_version(migrated, conn, isolation):
     keys = [f"k:{i}" for i in range(4)]
     jobs = [(seed, 40) for seed in range(8)]
     with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(_writer, migrated.mysql.model_dump(), seed, keys, n, isolation)
-                   for seed, n in jobs]
+        futures = [
+            pool.submit(_writer, migrated.mysql.model_dump(), seed, keys, n, isolation)
+            for seed, n in jobs
+        ]
         for f in futures:
             f.result()  # no errors surfaced
     _check_final(conn, keys, jobs)
@@ -275,8 +291,9 @@ def test_concurrent_processes_end_at_max_version(migrated, conn):
     jobs = [(100 + seed, 30) for seed in range(6)]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(len(jobs)) as pool:
-        pool.starmap(_writer, [(migrated.mysql.model_dump(), seed, keys, n, None)
-                               for seed, n in jobs])
+        pool.starmap(
+            _writer, [(migrated.mysql.model_dump(), seed, keys, n, None) for seed, n in jobs]
+        )
     _check_final(conn, keys, jobs)
 
 

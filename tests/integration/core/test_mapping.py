@@ -21,10 +21,15 @@ from lazyshift.core.mysql_store import iter_documents, load_documents
 from strategies import canonical_documents
 from strategies import sample_document as sample_doc
 
-DB_EXAMPLES = hsettings(max_examples=60, deadline=None,
-                        suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                               HealthCheck.too_slow,
-                                               HealthCheck.data_too_large])
+DB_EXAMPLES = hsettings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 def write_and_load(conn, docs):
@@ -41,8 +46,11 @@ def write_and_load(conn, docs):
 # -- pure round trip ---------------------------------------------------------------------------
 
 
-@hsettings(max_examples=400, deadline=None,
-           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@hsettings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(canonical_documents())
 def test_pure_round_trip(doc):
     rows = document_to_rows(doc)
@@ -63,8 +71,16 @@ def test_document_to_rows_shape():
 
 
 def test_party_without_address_and_null_party():
-    doc = sample_doc(sender={"name": "X", "first_name": None, "last_name": None, "email": None,
-                             "phone": None, "address": None})
+    doc = sample_doc(
+        sender={
+            "name": "X",
+            "first_name": None,
+            "last_name": None,
+            "email": None,
+            "phone": None,
+            "address": None,
+        }
+    )
     rows = document_to_rows(doc)
     sender = next(p for p in rows.parties if p["role"] == "sender")
     assert sender["has_address"] == 0 and sender["street"] is None
@@ -75,8 +91,9 @@ def test_party_without_address_and_null_party():
 
 def test_aware_non_utc_and_naive_datetimes_come_back_as_utc():
     cet = timezone(timedelta(hours=1))
-    doc = sample_doc(created_at=datetime(2024, 1, 1, 1, 0, tzinfo=cet),
-                     updated_at=datetime(2024, 1, 1, 0, 0))
+    doc = sample_doc(
+        created_at=datetime(2024, 1, 1, 1, 0, tzinfo=cet), updated_at=datetime(2024, 1, 1, 0, 0)
+    )
     back = rows_to_document(document_to_rows(doc))
     assert back["created_at"] == datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
     assert back["created_at"].tzinfo is UTC and back["updated_at"].tzinfo is UTC
@@ -87,8 +104,7 @@ def test_aware_non_utc_and_naive_datetimes_come_back_as_utc():
 
 
 @DB_EXAMPLES
-@given(docs=st.lists(canonical_documents(), min_size=1, max_size=3,
-                     unique_by=lambda d: d["key"]))
+@given(docs=st.lists(canonical_documents(), min_size=1, max_size=3, unique_by=lambda d: d["key"]))
 def test_db_round_trip(conn, docs):
     loaded = write_and_load(conn, docs)
     assert set(loaded) == {d["key"] for d in docs}
@@ -105,12 +121,18 @@ def test_db_round_trip_extremes(conn):
         price={"amount": "99999999999999.999999", "currency": "USD"},
         cost={"amount": "-0.000001", "currency": "USD"},
         tracking_number="😀" * 64,
-        extra={"big": 2**64 - 1, "small": -(2**63), "f": 5e-324, "nul": "a\x00b",
-               "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+        extra={
+            "big": 2**64 - 1,
+            "small": -(2**63),
+            "f": 5e-324,
+            "nul": "a\x00b",
+            "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        },
     )
     doc["recipient"]["address"].update(lat=1.7976931348623157e308, lon=-5e-324)
-    doc["items"] = [dict(doc["items"][0], description="ü" * 1024, quantity=2**31 - 1)
-                    for _ in range(60)]
+    doc["items"] = [
+        dict(doc["items"][0], description="ü" * 1024, quantity=2**31 - 1) for _ in range(60)
+    ]
     loaded = write_and_load(conn, [doc])
     assert loaded[doc["key"]] == doc
 
@@ -128,9 +150,15 @@ def test_negative_zero_and_int_doubles_are_normalised(conn):
 
 
 @DB_EXAMPLES
-@given(docs=st.lists(canonical_documents(max_items=2, max_events=2), min_size=1, max_size=12,
-                     unique_by=lambda d: d["key"]),
-       page=st.integers(1, 5))
+@given(
+    docs=st.lists(
+        canonical_documents(max_items=2, max_events=2),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda d: d["key"],
+    ),
+    page=st.integers(1, 5),
+)
 def test_iter_documents_in_mongodb_binary_key_order(conn, docs, page):
     write_and_load(conn, docs)
     cur = conn.cursor()
@@ -234,13 +262,16 @@ def test_reject_extra_datetime():
     assert rejected(doc) == "extra/foo: value of type datetime is not JSON"
 
 
-@pytest.mark.parametrize("value, reason", [
-    (float("nan"), "extra/x/0: non-finite float nan is not JSON"),
-    (2**64, f"extra/x/0: integer {2**64} is outside the 64-bit range a JSON column keeps"),
-    ((1, 2), "extra/x/0: value of type tuple is not JSON"),
-    (b"raw", "extra/x/0: value of type bytes is not JSON"),
-    ({1: "a"}, "extra/x/0: key 1 of type int is not a JSON key"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (float("nan"), "extra/x/0: non-finite float nan is not JSON"),
+        (2**64, f"extra/x/0: integer {2**64} is outside the 64-bit range a JSON column keeps"),
+        ((1, 2), "extra/x/0: value of type tuple is not JSON"),
+        (b"raw", "extra/x/0: value of type bytes is not JSON"),
+        ({1: "a"}, "extra/x/0: key 1 of type int is not a JSON key"),
+    ],
+)
 def test_reject_extra_not_json(value, reason):
     assert rejected(sample_doc(extra={"x": [value]})) == reason
 
@@ -250,7 +281,8 @@ def test_reject_extra_too_deep():
     for _ in range(30):
         deep = [deep]
     assert rejected(sample_doc(extra={"d": deep})).endswith(
-        "nested deeper than 31 levels (MariaDB's JSON limit)")
+        "nested deeper than 31 levels (MariaDB's JSON limit)"
+    )
     shallower = deep[0]
     document_to_rows(sample_doc(extra={"d": shallower}))  # 31 levels is fine
 
@@ -258,7 +290,8 @@ def test_reject_extra_too_deep():
 @pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
 def test_reject_non_finite_double(value):
     assert rejected(with_item("weight_kg", value, 0)).startswith(
-        f"items/0/weight_kg: non-finite float {value!r}")
+        f"items/0/weight_kg: non-finite float {value!r}"
+    )
     doc = sample_doc()
     doc["recipient"]["address"]["lat"] = value
     assert rejected(doc).startswith("recipient/address/lat: non-finite float")
@@ -266,12 +299,14 @@ def test_reject_non_finite_double(value):
 
 def test_reject_integer_not_exact_as_double():
     assert rejected(with_item("weight_kg", 2**53 + 1, 1)) == (
-        f"items/1/weight_kg: integer {2**53 + 1} is not exactly representable as DOUBLE")
+        f"items/1/weight_kg: integer {2**53 + 1} is not exactly representable as DOUBLE"
+    )
 
 
 def test_reject_string_over_column_length_in_characters():
     assert rejected(sample_doc(tracking_number="😀" * 65)) == (
-        "tracking_number: 65 characters exceed VARCHAR(64)")
+        "tracking_number: 65 characters exceed VARCHAR(64)"
+    )
     doc = sample_doc()
     doc["recipient"]["address"]["city"] = "x" * 129
     assert rejected(doc) == "recipient/address/city: 129 characters exceed VARCHAR(128)"
@@ -292,7 +327,8 @@ def test_reject_lone_surrogate():
     doc = sample_doc()
     doc["recipient"]["first_name"] = "A\ud800"
     assert rejected(doc) == (
-        "recipient/first_name: lone surrogate U+D800 at character 1 cannot be stored as utf8mb4")
+        "recipient/first_name: lone surrogate U+D800 at character 1 cannot be stored as utf8mb4"
+    )
 
 
 def test_reject_key_with_control_character():

@@ -15,9 +15,18 @@ from lazyshift.core import mysql as db
 from lazyshift.schema_migrate import SchemaMigrationError
 
 TABLES = {
-    "shipment", "shipment_party", "shipment_item", "shipment_event", "dead_letter",
-    "lazyshift_control", "client_heartbeat", "client_offset", "backfill_partition",
-    "backfill_control", "archive_record", "schema_migrations",
+    "shipment",
+    "shipment_party",
+    "shipment_item",
+    "shipment_event",
+    "dead_letter",
+    "lazyshift_control",
+    "client_heartbeat",
+    "client_offset",
+    "backfill_partition",
+    "backfill_control",
+    "archive_record",
+    "schema_migrations",
 }
 
 
@@ -56,8 +65,16 @@ def test_applies_once_and_rerun_is_noop(settings, mysql_root):
 def test_seeds_control_plane(migrated, mysql_root):
     cur = mysql_root.cursor(dictionary=True)
     cur.execute("SELECT id, mode, epoch, state, target_mode, flip_epoch FROM lazyshift_control")
-    assert cur.fetchall() == [{"id": 1, "mode": "mongo", "epoch": 1, "state": "stable",
-                               "target_mode": None, "flip_epoch": None}]
+    assert cur.fetchall() == [
+        {
+            "id": 1,
+            "mode": "mongo",
+            "epoch": 1,
+            "state": "stable",
+            "target_mode": None,
+            "flip_epoch": None,
+        }
+    ]
     cur.execute("SELECT id, paused FROM backfill_control")
     assert cur.fetchall() == [{"id": 1, "paused": 0}]
 
@@ -93,12 +110,14 @@ def test_changed_checksum_is_an_error(settings, migrations_dir):
     schema_migrate.migrate(settings, directory=migrations_dir)
     path = migrations_dir / "0001_initial.sql"
     path.write_text(path.read_text() + "\n-- edited after the fact\n")
-    with pytest.raises(SchemaMigrationError, match="0001_initial.sql was changed after it was "
-                                                   "applied") as info:
+    with pytest.raises(
+        SchemaMigrationError, match="0001_initial.sql was changed after it was applied"
+    ) as info:
         schema_migrate.migrate(settings, directory=migrations_dir)
     assert "add the change as a new numbered file" in str(info.value)
-    states = {m["version"]: m["state"] for m in schema_migrate.status(settings,
-                                                                     directory=migrations_dir)}
+    states = {
+        m["version"]: m["state"] for m in schema_migrate.status(settings, directory=migrations_dir)
+    }
     assert states[1] == "changed"
 
 
@@ -113,11 +132,13 @@ def test_missing_file_is_an_error(settings, migrations_dir):
 
 def test_failing_statement_names_file_and_statement(settings, migrations_dir):
     (migrations_dir / "0900_broken.sql").write_text(
-        "CREATE TABLE ok_one (id INT PRIMARY KEY);\nCREATE TABLE broken (id NOPE);\n")
+        "CREATE TABLE ok_one (id INT PRIMARY KEY);\nCREATE TABLE broken (id NOPE);\n"
+    )
     with pytest.raises(SchemaMigrationError, match=r"0900_broken.sql failed at statement 2 of 2"):
         schema_migrate.migrate(settings, directory=migrations_dir)
-    states = {m["version"]: m["state"] for m in schema_migrate.status(settings,
-                                                                     directory=migrations_dir)}
+    states = {
+        m["version"]: m["state"] for m in schema_migrate.status(settings, directory=migrations_dir)
+    }
     assert states.pop(900) == "pending"
     assert set(states.values()) == {"applied"}
 
@@ -147,16 +168,18 @@ def test_concurrent_migrators_apply_once(settings):
     assert sorted(len(r) for r in results) == [0, 0, 0, shipped]
 
 
-
-
 # -- least privilege -----------------------------------------------------------------------------
 
 
 def test_app_user_cannot_run_ddl(migrated):
     conn = db.connect(migrated.mysql)
     cur = conn.cursor()
-    for ddl in ("CREATE TABLE sneaky (id INT PRIMARY KEY)", "DROP TABLE dead_letter",
-                "ALTER TABLE shipment ADD COLUMN x INT", "CREATE INDEX ix_x ON shipment (source)"):
+    for ddl in (
+        "CREATE TABLE sneaky (id INT PRIMARY KEY)",
+        "DROP TABLE dead_letter",
+        "ALTER TABLE shipment ADD COLUMN x INT",
+        "CREATE INDEX ix_x ON shipment (source)",
+    ):
         with pytest.raises(mysql.connector.Error) as info:
             cur.execute(ddl)
         assert info.value.errno == 1142, ddl  # ER_TABLEACCESS_DENIED_ERROR
@@ -166,8 +189,16 @@ def test_app_user_cannot_run_ddl(migrated):
 
 
 def test_migrate_as_app_user_fails(settings):
-    app_only = settings.model_copy(update={"mysql": settings.mysql.model_copy(update={
-        "migrate_user": settings.mysql.user, "migrate_password": settings.mysql.password})})
+    app_only = settings.model_copy(
+        update={
+            "mysql": settings.mysql.model_copy(
+                update={
+                    "migrate_user": settings.mysql.user,
+                    "migrate_password": settings.mysql.password,
+                }
+            )
+        }
+    )
     with pytest.raises(mysql.connector.Error) as info:
         schema_migrate.migrate(app_only)
     assert info.value.errno == 1142
@@ -186,8 +217,10 @@ def test_c_extension_is_used(migrated):
 def test_session_settings(migrated):
     conn = db.connect(migrated.mysql, migrate=True, autocommit=True, statement_timeout_s=30)
     cur = conn.cursor()
-    cur.execute("SELECT @@session.time_zone, @@session.sql_mode, @@session.character_set_client,"
-                " @@session.innodb_lock_wait_timeout, @@session.autocommit, CURRENT_USER()")
+    cur.execute(
+        "SELECT @@session.time_zone, @@session.sql_mode, @@session.character_set_client,"
+        " @@session.innodb_lock_wait_timeout, @@session.autocommit, CURRENT_USER()"
+    )
     tz, mode, charset, lock_wait, autocommit, user = cur.fetchone()
     assert tz == "+00:00"
     assert "STRICT_TRANS_TABLES" in mode
@@ -224,8 +257,9 @@ def test_real_deadlock_is_retryable(connect):
     a, b = connect(), connect()
     for c in (a, b):
         cur = c.cursor()
-        cur.execute("INSERT IGNORE INTO client_offset (partition_spec, seq) VALUES ('x', 1), "
-                    "('y', 1)")
+        cur.execute(
+            "INSERT IGNORE INTO client_offset (partition_spec, seq) VALUES ('x', 1), ('y', 1)"
+        )
         c.commit()
     ca, cb = a.cursor(), b.cursor()
     ca.execute("UPDATE client_offset SET seq = 2 WHERE partition_spec = 'x'")

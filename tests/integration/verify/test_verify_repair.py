@@ -41,15 +41,16 @@ def synced(migrated, collection, app_conn):
 
 def item_key(conn) -> str:
     """A key whose document has at least three items."""
-    return sql(conn, "SELECT shipment_key FROM shipment_item WHERE position = 2 "
-                     "ORDER BY shipment_key LIMIT 1")[0][0]
+    return sql(
+        conn,
+        "SELECT shipment_key FROM shipment_item WHERE position = 2 ORDER BY shipment_key LIMIT 1",
+    )[0][0]
 
 
 def test_clean_when_in_sync(synced):
     report = verify.verify(synced, chunk_size=64)
     assert report.ok, report.as_dict()
-    assert report.counts == {"source_docs": N, "mysql_rows": N, "chunks": 5,
-                             "chunks_mismatched": 0}
+    assert report.counts == {"source_docs": N, "mysql_rows": N, "chunks": 5, "chunks_mismatched": 0}
     assert verify.verify(synced, sample=40).ok
 
 
@@ -57,27 +58,44 @@ def test_each_kind_reported_exactly_then_repaired(synced, collection, app_conn, 
     missing, stale = key_for(10), key_for(20)
     changed = item_key(app_conn)
     sql(app_conn, "DELETE FROM shipment WHERE shipment_key = %s", (missing,))
-    sql(app_conn, "UPDATE shipment_item SET sku = 'tampered', value_amount = 1 "
-                  "WHERE shipment_key = %s AND position = 2", (changed,))
+    sql(
+        app_conn,
+        "UPDATE shipment_item SET sku = 'tampered', value_amount = 1 "
+        "WHERE shipment_key = %s AND position = 2",
+        (changed,),
+    )
     newer = make_doc(20, version=2)
     collection.replace_one({"_id": stale}, newer)
     extra = make_doc(N + 5)
     write_mysql(app_conn, [extra])
 
     report_file = tmp_path / "report.json"
-    proc = run_cli("verify", "--chunk-size", "50", "--report", str(report_file), "--json",
-                   settings=synced, check=False)
+    proc = run_cli(
+        "verify",
+        "--chunk-size",
+        "50",
+        "--report",
+        str(report_file),
+        "--json",
+        settings=synced,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr
     report = json.loads(report_file.read_text())
     assert json.loads(proc.stdout)["findings"] == report["findings"]
     found = {(f["kind"], f["key"]): f for f in report["findings"]}
-    assert set(found) == {("missing", missing), ("extra", extra["key"]),
-                          ("different", changed), ("stale", stale)}
+    assert set(found) == {
+        ("missing", missing),
+        ("extra", extra["key"]),
+        ("different", changed),
+        ("stale", stale),
+    }
     assert report["differences"] == 4
-    assert set(found[("different", changed)]["fields"]) == {"items/2/sku",
-                                                           "items/2/value/amount"}
-    assert (found[("stale", stale)]["source_version"],
-            found[("stale", stale)]["mysql_version"]) == (2, 1)
+    assert set(found[("different", changed)]["fields"]) == {"items/2/sku", "items/2/value/amount"}
+    assert (
+        found[("stale", stale)]["source_version"],
+        found[("stale", stale)]["mysql_version"],
+    ) == (2, 1)
 
     partial = run_cli("repair", str(report_file), "--json", settings=synced, check=False)
     assert partial.returncode == 1  # the extra row is kept without --delete-extra
@@ -87,12 +105,14 @@ def test_each_kind_reported_exactly_then_repaired(synced, collection, app_conn, 
     assert actions[missing]["action"] == "applied" and actions[stale]["action"] == "applied"
     done = run_cli("repair", str(report_file), "--delete-extra", "--json", settings=synced)
     assert {a["key"]: a["action"] for a in json.loads(done.stdout)["actions"]}[
-        extra["key"]] == "deleted"
+        extra["key"]
+    ] == "deleted"
 
     after = verify.verify(synced)
     assert after.ok, after.as_dict()
-    assert sql(app_conn, "SELECT version FROM shipment WHERE shipment_key = %s",
-               (changed,)) == [(1,)]  # replaced, never a bumped version
+    assert sql(app_conn, "SELECT version FROM shipment WHERE shipment_key = %s", (changed,)) == [
+        (1,)
+    ]  # replaced, never a bumped version
 
 
 def test_truth_mysql_expects_newer_and_mysql_only_rows(synced, app_conn):
@@ -100,7 +120,9 @@ def test_truth_mysql_expects_newer_and_mysql_only_rows(synced, app_conn):
     assert verify.verify(synced, truth="mysql").ok
     strict = verify.verify(synced, truth="mongo")
     assert {(f["kind"], f["key"]) for f in strict.findings} == {
-        ("newer", key_for(3)), ("extra", key_for(N + 1))}
+        ("newer", key_for(3)),
+        ("extra", key_for(N + 1)),
+    }
     lenient = run_cli("verify", "--truth", "mysql", "--json", settings=synced)
     assert json.loads(lenient.stdout)["by_kind"] == {"newer": 1, "extra": 1}
 
@@ -116,8 +138,7 @@ def test_documents_changed_during_the_run_are_rechecked(synced, collection, app_
         report = verify.Report(source="mongo", truth="mongo", mode="full")
         checker = verify._Verifier(source, mysql, "mongo", report, live=True)
         row = mysql.load([key])[key]
-        matched = checker.compare_chunk([(key, verify._canon_fast(old), old)],
-                                        [(key, "x", row)])
+        matched = checker.compare_chunk([(key, verify._canon_fast(old), old)], [(key, "x", row)])
         assert matched is False and report.rechecked == 1 and report.findings == []
     finally:
         source.close()
@@ -129,9 +150,12 @@ def test_dead_letters_are_counted_not_differences(synced, collection, app_conn):
     bad["price"] = {"amount": "1.50", "currency": "EUR"}
     collection.insert_one(bad)
     assert not verify.verify(synced).ok  # not migrated and not dead-lettered: missing
-    sql(app_conn, "INSERT INTO dead_letter (origin, dedup_key, shipment_key, reason) "
-                  "VALUES ('backfill', %s, %s, 'price/amount: not canonical')",
-        (f"_id:{bad['key']}", bad["key"]))
+    sql(
+        app_conn,
+        "INSERT INTO dead_letter (origin, dedup_key, shipment_key, reason) "
+        "VALUES ('backfill', %s, %s, 'price/amount: not canonical')",
+        (f"_id:{bad['key']}", bad["key"]),
+    )
     report = verify.verify(synced)
     assert report.ok and report.dead_letters == 1
 
@@ -143,6 +167,5 @@ def test_sample_mode_finds_a_missing_row(synced, app_conn):
 
 
 def test_field_diff_paths():
-    assert verify.field_diff({"a": [1, {"b": "x"}]}, {"a": [1, {"b": "y"}, 3]}) == [
-        "a/1/b", "a/2"]
+    assert verify.field_diff({"a": [1, {"b": "x"}]}, {"a": [1, {"b": "y"}, 3]}) == ["a/1/b", "a/2"]
     assert verify.field_diff({"w": 1}, {"w": 1.0}) == ["w"]

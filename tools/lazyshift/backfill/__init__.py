@@ -11,6 +11,17 @@ from lazyshift.backfill.profile import DryRunReport, dry_run
 from lazyshift.backfill.supervisor import RunResult, dead_letters, run
 
 __all__ = [
-    "BackfillError", "BackfillOptions", "DryRunReport", "Progress", "RunResult", "dead_letters",
-    "dry_run", "partitions", "plan", "progress", "reset", "run", "set_paused",
+    "BackfillError",
+    "BackfillOptions",
+    "DryRunReport",
+    "Progress",
+    "RunResult",
+    "dead_letters",
+    "dry_run",
+    "partitions",
+    "plan",
+    "progress",
+    "reset",
+    "run",
+    "set_paused",
 ]

@@ -43,8 +43,9 @@ def boundaries(sample: list[str], partitions: int) -> list[str]:
     return cuts[: partitions - 1]
 
 
-def _sample_ids(settings: Settings, sample_size: int, seed: int | None = None
-                ) -> tuple[list[str], int, int]:
+def _sample_ids(
+    settings: Settings, sample_size: int, seed: int | None = None
+) -> tuple[list[str], int, int]:
     """(reservoir sample of string _ids, string _id count, non-string _id count): one scan."""
     rng = random.Random(seed)
     mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
@@ -88,15 +89,17 @@ def plan(settings: Settings, options: BackfillOptions) -> dict[str, Any]:
             n = len(lowers)
             rows: list[tuple[Any, ...]] = [
                 (i + 1, "range", lo, up, strings // n + (1 if i < strings % n else 0))
-                for i, (lo, up) in enumerate(zip(lowers, uppers, strict=True))]
+                for i, (lo, up) in enumerate(zip(lowers, uppers, strict=True))
+            ]
             if others:
                 rows.append((n + 1, "other", None, None, others))
             run_id = uuid.uuid4().hex
             conn.start_transaction()
             store.insert_partitions(cur, rows, run_id)
             conn.commit()
-            logs.event("backfill.planned", partitions=len(rows), total=strings + others,
-                       run_id=run_id)
+            logs.event(
+                "backfill.planned", partitions=len(rows), total=strings + others, run_id=run_id
+            )
             return {"created": True, "partitions": len(rows), "total": strings + others}
         finally:
             store.release_named_lock(cur, lock)
@@ -133,10 +136,18 @@ def progress(settings: Settings, conn: MySQLConnectionAbstract | None = None) ->
         total, done, rows = int(agg["t"]), int(agg["done"]), int(agg["shipments"])
         # Rows created in MySQL only (after the flip) also count as present: an estimate.
         left = min(max(0, total - done), max(0, total - rows))
-        return Progress(partitions=int(agg["n"]), partitions_done=int(agg["d"]), total=total,
-                        done=done, written=int(agg["w"]), dead=int(agg["dead"]),
-                        mysql_rows=rows, left_to_migrate=left, paused=agg["paused"],
-                        states=agg["states"])
+        return Progress(
+            partitions=int(agg["n"]),
+            partitions_done=int(agg["d"]),
+            total=total,
+            done=done,
+            written=int(agg["w"]),
+            dead=int(agg["dead"]),
+            mysql_rows=rows,
+            left_to_migrate=left,
+            paused=agg["paused"],
+            states=agg["states"],
+        )
     finally:
         if own:
             conn.close()

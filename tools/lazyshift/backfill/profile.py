@@ -59,8 +59,11 @@ def _scalar_coercion(before: Any, after: Any) -> str | None:
     tb, ta = _type_name(before), _type_name(after)
     if tb != ta:
         return f"{tb} -> {ta}"
-    if (isinstance(before, float) and before == 0.0
-            and math.copysign(1.0, before) != math.copysign(1.0, after)):
+    if (
+        isinstance(before, float)
+        and before == 0.0
+        and math.copysign(1.0, before) != math.copysign(1.0, after)
+    ):
         return "-0.0 -> 0.0"
     if isinstance(before, datetime):
         if before.tzinfo is None:
@@ -123,8 +126,9 @@ class _Profiler:
             self.report.would_reject += 1
             where, _, message = exc.reason.partition(": ")
             group = (path_pattern(where), _VALUES.sub("…", message))
-            entry = self.rejections.setdefault(group, {"path": group[0], "problem": group[1],
-                                                       "count": 0, "examples": []})
+            entry = self.rejections.setdefault(
+                group, {"path": group[0], "problem": group[1], "count": 0, "examples": []}
+            )
             entry["count"] += 1
             if len(entry["examples"]) < self.examples:
                 entry["examples"].append({"key": key, "reason": exc.reason})
@@ -134,8 +138,9 @@ class _Profiler:
         _coercions(doc, stored, "", found)
         for path, kind in found:
             group = (path_pattern(path), kind)
-            entry = self.coercions.setdefault(group, {"path": group[0], "coercion": kind,
-                                                      "count": 0, "examples": []})
+            entry = self.coercions.setdefault(
+                group, {"path": group[0], "coercion": kind, "count": 0, "examples": []}
+            )
             entry["count"] += 1
             if len(entry["examples"]) < self.examples and key not in entry["examples"]:
                 entry["examples"].append(key)
@@ -143,17 +148,21 @@ class _Profiler:
     def finish(self) -> DryRunReport:
         for path, counts in sorted(self.types.items()):
             if len([t for t in counts if t != "null"]) > 1:
-                self.report.type_drift.append({
-                    "path": path, "types": dict(counts.most_common()),
-                    "examples": {t: self.type_examples[(path, t)] for t in counts},
-                })
+                self.report.type_drift.append(
+                    {
+                        "path": path,
+                        "types": dict(counts.most_common()),
+                        "examples": {t: self.type_examples[(path, t)] for t in counts},
+                    }
+                )
         self.report.rejections = sorted(self.rejections.values(), key=lambda e: -e["count"])
         self.report.coercions = sorted(self.coercions.values(), key=lambda e: -e["count"])
         return self.report
 
 
-def dry_run(settings: Settings, *, on_progress: Callable[[int], None] | None = None,
-            examples: int = 3) -> DryRunReport:
+def dry_run(
+    settings: Settings, *, on_progress: Callable[[int], None] | None = None, examples: int = 3
+) -> DryRunReport:
     """Map every document without writing; drift, rejections and coercions, grouped."""
     profiler = _Profiler(examples)
     mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)

@@ -44,13 +44,18 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return (self.progress.complete and self.progress.dead == 0
-                and not any(self.worker_exit_codes))
+        return (
+            self.progress.complete and self.progress.dead == 0 and not any(self.worker_exit_codes)
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "elapsed_s": round(self.elapsed_s, 3),
-                "worker_exit_codes": self.worker_exit_codes, "dead_letters": self.dead_samples,
-                **self.progress.as_dict()}
+        return {
+            "ok": self.ok,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "worker_exit_codes": self.worker_exit_codes,
+            "dead_letters": self.dead_samples,
+            **self.progress.as_dict(),
+        }
 
 
 class RateMeter:
@@ -73,17 +78,24 @@ class RateMeter:
         return p
 
 
-def run(settings: Settings, options: BackfillOptions, *,
-        on_progress: Callable[[Progress], None] | None = None,
-        progress_interval: float = 1.0) -> RunResult:
+def run(
+    settings: Settings,
+    options: BackfillOptions,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval: float = 1.0,
+) -> RunResult:
     """Plan if needed, run `options.workers` worker processes to completion."""
     started = time.monotonic()
     plan(settings, options)
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i in range(max(1, options.workers)):
-        proc = ctx.Process(target=_worker_process, args=(settings, options, f"w{i}"),
-                           name=f"lazyshift-backfill-w{i}")
+        proc = ctx.Process(
+            target=_worker_process,
+            args=(settings, options, f"w{i}"),
+            name=f"lazyshift-backfill-w{i}",
+        )
         proc.start()
         procs.append(proc)
     conn = connect(settings.mysql, autocommit=True)

@@ -70,8 +70,9 @@ class ReadAhead:
     def __init__(self, docs: Iterator[dict[str, Any]], batch_size: int, depth: int = 2) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, args=(docs, batch_size),
-                                        name="backfill-read-ahead", daemon=True)
+        self._thread = threading.Thread(
+            target=self._read, args=(docs, batch_size), name="backfill-read-ahead", daemon=True
+        )
         self._thread.start()
 
     def _read(self, docs: Iterator[dict[str, Any]], batch_size: int) -> None:
@@ -143,19 +144,26 @@ class Worker:
 
     def lease(self) -> Partition | None | bool:
         """A leased partition; None if none is free now; False if every partition is done."""
-        got = self._tx(lambda cur: store.lease_partition(cur, self.owner,
-                                                         self.options.lease_seconds))
+        got = self._tx(
+            lambda cur: store.lease_partition(cur, self.owner, self.options.lease_seconds)
+        )
         if not isinstance(got, dict):
             return got
         part = Partition(int(got["id"]), got["kind"], got["upper_key"], got["checkpoint_key"])
         self.last_renew = time.monotonic()
-        logs.event("backfill.lease", partition=part.id, owner=self.owner,
-                   checkpoint=part.checkpoint)
+        logs.event(
+            "backfill.lease", partition=part.id, owner=self.owner, checkpoint=part.checkpoint
+        )
         return part
 
     def _set_state(self, part: Partition, status: str, release: bool = False) -> bool:
-        ok = bool(self._tx(lambda cur: store.set_partition_state(
-            cur, part.id, self.owner, status, self.options.lease_seconds, release)))
+        ok = bool(
+            self._tx(
+                lambda cur: store.set_partition_state(
+                    cur, part.id, self.owner, status, self.options.lease_seconds, release
+                )
+            )
+        )
         self.last_renew = time.monotonic()
         return ok
 
@@ -178,8 +186,9 @@ class Worker:
                 logs.event(f"backfill.{want}", owner=self.owner)
                 if part is not None and not self._set_state(part, want):
                     raise LeaseLost()
-            elif part is not None and (time.monotonic() - self.last_renew
-                                       > self.options.lease_seconds / 3):
+            elif part is not None and (
+                time.monotonic() - self.last_renew > self.options.lease_seconds / 3
+            ):
                 if not self._set_state(part, want):
                     raise LeaseLost()
             time.sleep(PAUSE_POLL_S)
@@ -206,9 +215,16 @@ class Worker:
                 raise LeaseLost()
             result = apply_batch(cur, rows, epoch=None, written_epoch=store.current_epoch(cur))
             store.insert_dead_letters(cur, letters)
-            store.advance_checkpoint(cur, part.id, self.owner, last, len(docs),
-                                     len(result.applied_keys), len(rejected),
-                                     self.options.lease_seconds)
+            store.advance_checkpoint(
+                cur,
+                part.id,
+                self.owner,
+                last,
+                len(docs),
+                len(result.applied_keys),
+                len(rejected),
+                self.options.lease_seconds,
+            )
 
         self._tx(tx)
         part.checkpoint = last
@@ -248,13 +264,21 @@ class Worker:
                 if self.stop:
                     break
                 return self._set_state(part, "done", release=True)
-            except (pymongo.errors.AutoReconnect, pymongo.errors.CursorNotFound,
-                    pymongo.errors.ExecutionTimeout) as exc:
+            except (
+                pymongo.errors.AutoReconnect,
+                pymongo.errors.CursorNotFound,
+                pymongo.errors.ExecutionTimeout,
+            ) as exc:
                 failures += 1
                 if failures > MONGO_RETRIES:
                     raise
-                logs.event("backfill.mongo_retry", logging.WARNING, partition=part.id,
-                           error=str(exc), checkpoint=part.checkpoint)
+                logs.event(
+                    "backfill.mongo_retry",
+                    logging.WARNING,
+                    partition=part.id,
+                    error=str(exc),
+                    checkpoint=part.checkpoint,
+                )
                 time.sleep(min(5.0, 0.2 * 2**failures))  # back-off before reopening
         self._set_state(part, "pending", release=True)
         return False
@@ -273,8 +297,9 @@ class Worker:
                 try:
                     self.run_partition(got)
                 except LeaseLost:
-                    logs.event("backfill.lease_lost", logging.WARNING, partition=got.id,
-                               owner=self.owner)
+                    logs.event(
+                        "backfill.lease_lost", logging.WARNING, partition=got.id, owner=self.owner
+                    )
             return 0
         finally:
             self.close()
@@ -294,6 +319,10 @@ def worker_main(settings: Settings, options: BackfillOptions, name: str) -> int:
     try:
         return worker.run()
     except Exception as exc:  # noqa: BLE001 - reported, and the exit code says it failed
-        logs.event("backfill.worker_failed", logging.ERROR, owner=worker.owner,
-                   error=f"{type(exc).__name__}: {exc}")
+        logs.event(
+            "backfill.worker_failed",
+            logging.ERROR,
+            owner=worker.owner,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         return 1

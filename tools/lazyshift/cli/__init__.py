@@ -37,8 +37,10 @@ def _as_lazyshift_error(exc: BaseException) -> LazyshiftError | None:
     return None
 
 
-_CHECK_SERVER = ("check the config (--config, LAZYSHIFT_* variables) and that the server "
-                 "runs (`lazyshift dev status` locally)")
+_CHECK_SERVER = (
+    "check the config (--config, LAZYSHIFT_* variables) and that the server "
+    "runs (`lazyshift dev status` locally)"
+)
 
 
 class _Edge(click.Group):
@@ -59,9 +61,13 @@ class _Edge(click.Group):
 
 @click.group(cls=_Edge, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lazyshift")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="LAZYSHIFT_CONFIG",
-              help="Config file (TOML). Default: <state dir>/lazyshift.toml if it exists.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LAZYSHIFT_CONFIG",
+    help="Config file (TOML). Default: <state dir>/lazyshift.toml if it exists.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.pass_context
 def main(ctx: click.Context, config_file: Path | None, as_json: bool) -> None:
@@ -73,8 +79,13 @@ def main(ctx: click.Context, config_file: Path | None, as_json: bool) -> None:
     ctx.obj = Ctx(as_json)
     if config_file is not None:
         if not config_file.is_file():
-            report_error(UsageError(f"config file {config_file} does not exist",
-                                    hint="pass an existing file to --config"), as_json)
+            report_error(
+                UsageError(
+                    f"config file {config_file} does not exist",
+                    hint="pass an existing file to --config",
+                ),
+                as_json,
+            )
         os.environ["LAZYSHIFT_CONFIG"] = str(config_file)
     logs.setup(os.environ.get("LAZYSHIFT_LOG_LEVEL", "INFO"))
 

@@ -25,25 +25,44 @@ def dev() -> None:
 
 
 def _stack_options(fn: Any) -> Any:
-    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                      default=DEFAULT_STATE_DIR, envvar="LAZYSHIFT_STATE_DIR",
-                      show_default=True, help="Where data, logs, pid files and ports live.")(fn)
+    fn = click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_STATE_DIR,
+        envvar="LAZYSHIFT_STATE_DIR",
+        show_default=True,
+        help="Where data, logs, pid files and ports live.",
+    )(fn)
     for name, usual in (("mysql", MYSQL_PORT), ("mongo", MONGO_PORT), ("source", SOURCE_PORT)):
-        fn = click.option(f"--{name}-port", type=click.IntRange(min=0), default=None,
-                          envvar=f"LAZYSHIFT_DEV_{name.upper()}_PORT",
-                          help=f"Default: the port this stack used last, else {usual}, else "
-                               "any free port (taken ports are reported). 0: any free port; "
-                               "a number: that port or fail.")(fn)
+        fn = click.option(
+            f"--{name}-port",
+            type=click.IntRange(min=0),
+            default=None,
+            envvar=f"LAZYSHIFT_DEV_{name.upper()}_PORT",
+            help=f"Default: the port this stack used last, else {usual}, else "
+            "any free port (taken ports are reported). 0: any free port; "
+            "a number: that port or fail.",
+        )(fn)
     fn = click.option("--no-source", is_flag=True, help="Do not start the mock source.")(fn)
     return fn
 
 
-def _stack(state_dir: Path, mysql_port: int | None, mongo_port: int | None,
-           source_port: int | None, no_source: bool, source_args: tuple[str, ...] = ()) -> Any:
+def _stack(
+    state_dir: Path,
+    mysql_port: int | None,
+    mongo_port: int | None,
+    source_port: int | None,
+    no_source: bool,
+    source_args: tuple[str, ...] = (),
+) -> Any:
     from lazyshift.dev.stack import DevStack, StackPorts
 
-    return DevStack(state_dir, StackPorts(mysql_port, mongo_port, source_port),
-                    with_source=not no_source, source_args=list(source_args))
+    return DevStack(
+        state_dir,
+        StackPorts(mysql_port, mongo_port, source_port),
+        with_source=not no_source,
+        source_args=list(source_args),
+    )
 
 
 @dev.command("up", context_settings={"ignore_unknown_options": True})
@@ -63,9 +82,13 @@ def dev_up(ctx: Ctx, source_args: tuple[str, ...], **kw: Any) -> None:
         raise Unavailable(f"dev up failed: {exc}") from exc
     for note in stack.notes:
         err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
-    ctx.emit(endpoints, human=lambda: [console.print(f"{k:7} {v}", soft_wrap=True,
-                                                     highlight=False)
-                                       for k, v in endpoints.items()])
+    ctx.emit(
+        endpoints,
+        human=lambda: [
+            console.print(f"{k:7} {v}", soft_wrap=True, highlight=False)
+            for k, v in endpoints.items()
+        ],
+    )
 
 
 @dev.command("down")
@@ -87,8 +110,12 @@ def dev_status(ctx: Ctx, **kw: Any) -> None:
     def human() -> None:
         table = Table("component", "port", "pid", "answering")
         for r in rows:
-            table.add_row(str(r["component"]), str(r["port"]), str(r["pid"] or "-"),
-                          "yes" if r["answering"] else "[red]no[/red]")
+            table.add_row(
+                str(r["component"]),
+                str(r["port"]),
+                str(r["pid"] or "-"),
+                "yes" if r["answering"] else "[red]no[/red]",
+            )
         console.print(table)
 
     ctx.emit(rows, human=human)
@@ -105,8 +132,10 @@ class _ConsoleReporter:
             yield
 
     def done(self, result: Any) -> None:
-        console.print(f"[bold]{result.stage}[/bold] {result.what}: "
-                      + ("[green]ok[/green]" if result.ok else "[red]failed[/red]"))
+        console.print(
+            f"[bold]{result.stage}[/bold] {result.what}: "
+            + ("[green]ok[/green]" if result.ok else "[red]failed[/red]")
+        )
 
     def note(self, text: str) -> None:
         console.print(f"  {text}")
@@ -115,16 +144,24 @@ class _ConsoleReporter:
 def _print_checks(checks: list[Any]) -> None:
     table = Table("check", "source says", "lazyshift has", "", title="stage 1 reconciliation")
     for ch in checks:
-        table.add_row(ch.what, str(ch.expected), str(ch.actual),
-                      "[green]ok[/green]" if ch.ok else "[red]MISMATCH[/red]")
+        table.add_row(
+            ch.what,
+            str(ch.expected),
+            str(ch.actual),
+            "[green]ok[/green]" if ch.ok else "[red]MISMATCH[/red]",
+        )
     console.print(table)
 
 
 def _print_ladder(results: list[Any]) -> None:
     table = Table("stage", "step", "seconds", "", title="the ladder, end to end")
     for r in results:
-        table.add_row(r.stage, r.what, f"{r.seconds:.2f}",
-                      "[green]ok[/green]" if r.ok else "[red]FAILED[/red]")
+        table.add_row(
+            r.stage,
+            r.what,
+            f"{r.seconds:.2f}",
+            "[green]ok[/green]" if r.ok else "[red]FAILED[/red]",
+        )
     console.print(table)
 
 
@@ -144,15 +181,20 @@ def dev_demo(ctx: Ctx, stage1_only: bool, source_args: tuple[str, ...]) -> None:
     if "LAZYSHIFT_LOG_LEVEL" not in os.environ:
         logs.set_level("WARNING")  # the tables are the output here
     if stage1_only:
-        with Progress(TextColumn("stage 1 [bold]mongo[/bold]: ingesting"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} messages"),
-                      TimeRemainingColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("stage 1 [bold]mongo[/bold]: ingesting"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} messages"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("ingest", total=None)
-            checks = run_stage1(ctx.settings(), list(source_args),
-                                lambda done, total: bar.update(task, completed=done,
-                                                               total=total))
-        ctx.emit([c.__dict__ | {"ok": c.ok} for c in checks],
-                 human=lambda: _print_checks(checks))
+            checks = run_stage1(
+                ctx.settings(),
+                list(source_args),
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        ctx.emit([c.__dict__ | {"ok": c.ok} for c in checks], human=lambda: _print_checks(checks))
         ctx.finish(all(c.ok for c in checks))
     results = run_ladder(ctx.settings(), list(source_args), _ConsoleReporter())
     ctx.emit([r.__dict__ for r in results], human=lambda: _print_ladder(results))

@@ -12,8 +12,7 @@ def infra() -> None:
     """Glue between Terraform and the rest: configuration rendered from outputs."""
 
 
-@infra.command("render", context_settings={"ignore_unknown_options": True,
-                                           "help_option_names": []})
+@infra.command("render", context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def infra_render(args: tuple[str, ...]) -> None:
     """Render the lazyshift config and Ansible inventory from `terraform output -json`.

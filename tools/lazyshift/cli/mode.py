@@ -24,18 +24,33 @@ def mode_show(ctx: Ctx) -> None:
     from lazyshift.control.plane import get_state
 
     st = get_state(ctx.settings())
-    data = {"mode": st.mode, "stage": stage_of(Mode(st.mode)), "epoch": st.epoch,
-            "state": st.state, "target_mode": st.target_mode, "flip_epoch": st.flip_epoch,
-            "changed_at": st.changed_at}
-    ctx.emit(data, human=lambda: console.print(
-        f"mode [bold]{st.mode}[/bold] (stage {data['stage']}), epoch {st.epoch}, {st.state}"
-        + (f" -> {st.target_mode}" if st.target_mode else "")))
+    data = {
+        "mode": st.mode,
+        "stage": stage_of(Mode(st.mode)),
+        "epoch": st.epoch,
+        "state": st.state,
+        "target_mode": st.target_mode,
+        "flip_epoch": st.flip_epoch,
+        "changed_at": st.changed_at,
+    }
+    ctx.emit(
+        data,
+        human=lambda: console.print(
+            f"mode [bold]{st.mode}[/bold] (stage {data['stage']}), epoch {st.epoch}, {st.state}"
+            + (f" -> {st.target_mode}" if st.target_mode else "")
+        ),
+    )
 
 
 @mode.command("set")
 @click.argument("target", type=click.Choice(MODE_NAMES))
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for every live client to acknowledge.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for every live client to acknowledge.",
+)
 @pass_ctx
 def mode_set(ctx: Ctx, target: str, timeout: float) -> None:
     """Move one rung up or down the ladder; returns when every live client is in TARGET.
@@ -57,13 +72,20 @@ def mode_abort(ctx: Ctx) -> None:
     from lazyshift.control.plane import abort
 
     st = abort(ctx.settings())
-    ctx.emit({"mode": st.mode, "epoch": st.epoch, "state": st.state},
-             human=f"mode {st.mode}, epoch {st.epoch}, {st.state}")
+    ctx.emit(
+        {"mode": st.mode, "epoch": st.epoch, "state": st.state},
+        human=f"mode {st.mode}, epoch {st.epoch}, {st.state}",
+    )
 
 
 @click.command("rollback")
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for every live client to acknowledge.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for every live client to acknowledge.",
+)
 @pass_ctx
 def rollback_cmd(ctx: Ctx, timeout: float) -> None:
     """One rung down the ladder. From mysql-primary this first writes every shipment changed
@@ -76,12 +98,16 @@ def rollback_cmd(ctx: Ctx, timeout: float) -> None:
 def _transition(ctx: Ctx, run: Callable[[Any], Any]) -> None:
     result = run(ctx.settings())
     data = {"ok": True, **result.__dict__}
-    ctx.emit(data, human=lambda: console.print(
-        f"{result.from_mode} -> [bold]{result.to_mode}[/bold] at epoch {result.epoch}; "
-        f"writes paused {result.paused_s:.3f}s; acknowledged by "
-        f"{len(result.acknowledged)} client(s)"
-        + (f"; fenced out: {', '.join(result.fenced_out)}" if result.fenced_out else "")
-        + "".join(f"\n  {n}" for n in result.notes)))
+    ctx.emit(
+        data,
+        human=lambda: console.print(
+            f"{result.from_mode} -> [bold]{result.to_mode}[/bold] at epoch {result.epoch}; "
+            f"writes paused {result.paused_s:.3f}s; acknowledged by "
+            f"{len(result.acknowledged)} client(s)"
+            + (f"; fenced out: {', '.join(result.fenced_out)}" if result.fenced_out else "")
+            + "".join(f"\n  {n}" for n in result.notes)
+        ),
+    )
 
 
 COMMANDS = [mode, rollback_cmd]

@@ -31,8 +31,13 @@ class Ctx:
     def json_out(self, local_json: bool = False) -> bool:
         return self.as_json or local_json
 
-    def emit(self, data: Any, human: Callable[[], Any] | str | None = None,
-             *, as_json: bool | None = None) -> None:
+    def emit(
+        self,
+        data: Any,
+        human: Callable[[], Any] | str | None = None,
+        *,
+        as_json: bool | None = None,
+    ) -> None:
         """`data` as JSON with --json (or when there is no human form), else `human`."""
         if (self.as_json if as_json is None else as_json) or human is None:
             click.echo(json.dumps(data, default=str, indent=None if self.as_json else 2))
@@ -57,8 +62,11 @@ def report_error(exc: LazyshiftError, as_json: bool) -> NoReturn:
     if exc.hint:
         err_console.print(f"  {escape(exc.hint)}", highlight=False)
     if as_json:
-        click.echo(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
-                               "exit_code": exc.exit_code}))
+        click.echo(
+            json.dumps(
+                {"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+            )
+        )
     sys.exit(exc.exit_code)
 
 

@@ -13,8 +13,9 @@ from lazyshift.cli.output import Ctx, console, pass_ctx
 
 @click.command("repair")
 @click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--delete-extra", is_flag=True,
-              help="Delete rows MySQL holds for keys MongoDB does not have.")
+@click.option(
+    "--delete-extra", is_flag=True, help="Delete rows MySQL holds for keys MongoDB does not have."
+)
 @click.option("--json", "local_json", is_flag=True, help="JSON output.")
 @pass_ctx
 def repair_cmd(ctx: Ctx, report_file: Path, delete_extra: bool, local_json: bool) -> None:

@@ -20,10 +20,13 @@ def schema_migrate_cmd(ctx: Ctx) -> None:
     from lazyshift import schema_migrate
 
     applied = schema_migrate.migrate(ctx.settings())
-    ctx.emit({"applied": applied},
-             human=lambda: console.print(
-                 "applied: " + (", ".join(f"{a['version']} {a['name']}" for a in applied)
-                                or "nothing (up to date)")))
+    ctx.emit(
+        {"applied": applied},
+        human=lambda: console.print(
+            "applied: "
+            + (", ".join(f"{a['version']} {a['name']}" for a in applied) or "nothing (up to date)")
+        ),
+    )
 
 
 @schema.command("status")
@@ -38,8 +41,12 @@ def schema_status_cmd(ctx: Ctx) -> None:
     def human() -> None:
         table = Table("version", "name", "state", "applied at")
         for r in rows:
-            table.add_row(str(r.get("version")), str(r.get("name")), str(r.get("state")),
-                          str(r.get("applied_at") or ""))
+            table.add_row(
+                str(r.get("version")),
+                str(r.get("name")),
+                str(r.get("state")),
+                str(r.get("applied_at") or ""),
+            )
         console.print(table)
 
     ctx.emit(rows, human=human)

@@ -22,8 +22,9 @@ from lazyshift.router import Router, StoreUnavailable
 
 
 class ReadAPI:
-    def __init__(self, router: Router, host: str, port: int,
-                 health: Any = None, counters: Any = None) -> None:
+    def __init__(
+        self, router: Router, host: str, port: int, health: Any = None, counters: Any = None
+    ) -> None:
         self.router = router
         self.health = health or (lambda: {})
         if counters is not None:
@@ -40,8 +41,9 @@ class ReadAPI:
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="read-api",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="read-api", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -63,7 +65,7 @@ class ReadAPI:
             req.end_headers()
             req.wfile.write(body)
         elif path.startswith("/shipments/") and len(path) > len("/shipments/"):
-            key = unquote(path[len("/shipments/"):])
+            key = unquote(path[len("/shipments/") :])
             try:
                 result = self.router.read(key)
             except (StoreUnavailable, PyMongoError) as exc:
@@ -72,15 +74,19 @@ class ReadAPI:
             if result.doc is None:
                 self._send(req, 404, {"error": f"no shipment {key!r}", "mode": result.mode})
                 return
-            self._send(req, 200, to_json(result.doc),
-                       headers={"X-Lazyshift-Mode": result.mode,
-                                "X-Lazyshift-Store": result.store})
+            self._send(
+                req,
+                200,
+                to_json(result.doc),
+                headers={"X-Lazyshift-Mode": result.mode, "X-Lazyshift-Store": result.store},
+            )
         else:
             self._send(req, 404, {"error": "try /shipments/{key}, /healthz or /metrics"})
 
     @staticmethod
-    def _send(req: BaseHTTPRequestHandler, status: int, body: Any,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body, default=str, ensure_ascii=False).encode()
         req.send_response(status)
         req.send_header("Content-Type", "application/json; charset=utf-8")
@@ -102,12 +108,17 @@ class _CountersCollector:
 
         c = self.counters()
         for name in ("received", "stored", "stale", "dead_lettered", "reconnects"):
-            yield CounterMetricFamily(f"lazyshift_stream_{name}", f"Stream messages: {name}",
-                                      value=c[name])
-        yield GaugeMetricFamily("lazyshift_stream_last_seq", "Last source sequence handled",
-                                value=c["last_seq"])
-        dead = CounterMetricFamily("lazyshift_stream_dead_letters_by_category",
-                                   "Dead-lettered messages by category", labels=["category"])
+            yield CounterMetricFamily(
+                f"lazyshift_stream_{name}", f"Stream messages: {name}", value=c[name]
+            )
+        yield GaugeMetricFamily(
+            "lazyshift_stream_last_seq", "Last source sequence handled", value=c["last_seq"]
+        )
+        dead = CounterMetricFamily(
+            "lazyshift_stream_dead_letters_by_category",
+            "Dead-lettered messages by category",
+            labels=["category"],
+        )
         for cat, n in c["dead_letter_categories"].items():
             dead.add_metric([cat], n)
         yield dead

@@ -32,33 +32,51 @@ class ClientOptions:
 
 
 class ClientApp:
-    def __init__(self, settings: Settings, options: ClientOptions,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, settings: Settings, options: ClientOptions, stop: threading.Event | None = None
+    ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
         part = str(options.partition)
         self.mongo = MongoStore.open(settings)
         self.follower: Follower | None = None
         if settings.client.mode == "control":
-            self.follower = Follower(settings, options.client_id or default_client_id(part),
-                                     part, self.stop, stats=self._stats,
-                                     write_connection_id=self._write_connection_id)
+            self.follower = Follower(
+                settings,
+                options.client_id or default_client_id(part),
+                part,
+                self.stop,
+                stats=self._stats,
+                write_connection_id=self._write_connection_id,
+            )
         self.router = Router(settings, self.mongo, follower=self.follower)
-        self.consumer = Consumer(self.router,
-                                 ConsumerOptions(settings.source.host, settings.source.port,
-                                                 options.partition,
-                                                 exit_at_end=options.exit_at_end),
-                                 stop=self.stop)
+        self.consumer = Consumer(
+            self.router,
+            ConsumerOptions(
+                settings.source.host,
+                settings.source.port,
+                options.partition,
+                exit_at_end=options.exit_at_end,
+            ),
+            stop=self.stop,
+        )
         self.api: ReadAPI | None = None
         if settings.client.http_port >= 0:
             host, port = settings.client.http_host, settings.client.http_port
             try:
-                self.api = ReadAPI(self.router, host, port, health=self._health,
-                                   counters=self.consumer.counters.as_dict)
+                self.api = ReadAPI(
+                    self.router,
+                    host,
+                    port,
+                    health=self._health,
+                    counters=self.consumer.counters.as_dict,
+                )
             except OSError as exc:
                 self.mongo.close()
-                raise UsageError(f"cannot serve the read API on {host}:{port}: {exc}",
-                                 hint="pick another --http-port (or -1 for none)") from exc
+                raise UsageError(
+                    f"cannot serve the read API on {host}:{port}: {exc}",
+                    hint="pick another --http-port (or -1 for none)",
+                ) from exc
 
     def _stats(self) -> dict[str, Any]:
         return {**self.consumer.counters.as_dict(), "shadow": dict(self.router.shadow_counts)}
@@ -75,10 +93,13 @@ class ClientApp:
             self.api.start()
         if self.follower is not None:
             self.follower.start()
-        logs.event("client.start", mode_source=self.settings.client.mode,
-                   partition=str(self.consumer.opts.partition),
-                   source=f"{self.settings.source.host}:{self.settings.source.port}",
-                   http_port=self.api.port if self.api else None)
+        logs.event(
+            "client.start",
+            mode_source=self.settings.client.mode,
+            partition=str(self.consumer.opts.partition),
+            source=f"{self.settings.source.host}:{self.settings.source.port}",
+            http_port=self.api.port if self.api else None,
+        )
         try:
             counters = self.consumer.run()
         finally:

@@ -35,8 +35,9 @@ class Sink(Protocol):
 
     def write(self, doc: Document) -> bool: ...  # True if applied, False if stale
 
-    def dead_letter(self, *, reason: str, category: str, raw: bytes, seq: int | None,
-                    key: str | None) -> bool: ...
+    def dead_letter(
+        self, *, reason: str, category: str, raw: bytes, seq: int | None, key: str | None
+    ) -> bool: ...
 
     def load_offset(self, partition: str) -> int: ...
 
@@ -76,9 +77,13 @@ TRANSIENT = (OSError, ConnectionError, FramingError, PyMongoError, MySQLError)
 
 
 class Consumer:
-    def __init__(self, sink: Sink, options: ConsumerOptions,
-                 stop: threading.Event | None = None,
-                 on_message: object | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        options: ConsumerOptions,
+        stop: threading.Event | None = None,
+        on_message: object | None = None,
+    ) -> None:
         self.sink = sink
         self.opts = options
         self.stop = stop or threading.Event()
@@ -98,11 +103,14 @@ class Consumer:
         while not self.stop.is_set() and not self.finished:
             try:
                 self._stored_offset = self._pending_offset = max(
-                    self._pending_offset, self.sink.load_offset(self._partition))
-                with SourceConnection(self.opts.host, self.opts.port, self.opts.partition,
-                                      self._stored_offset) as conn:
-                    logs.event("source.connected", partition=self._partition,
-                               from_seq=self._stored_offset)
+                    self._pending_offset, self.sink.load_offset(self._partition)
+                )
+                with SourceConnection(
+                    self.opts.host, self.opts.port, self.opts.partition, self._stored_offset
+                ) as conn:
+                    logs.event(
+                        "source.connected", partition=self._partition, from_seq=self._stored_offset
+                    )
                     for item in conn.frames(self.stop):
                         if item is None:
                             self.sink.idle()
@@ -120,8 +128,12 @@ class Consumer:
                 attempt += 1
                 self.counters.reconnects += 1
                 delay = backoff(_RetryState(attempt))
-                logs.event("source.reconnect", error=f"{type(exc).__name__}: {exc}",
-                           attempt=attempt, delay_s=round(delay, 3))
+                logs.event(
+                    "source.reconnect",
+                    error=f"{type(exc).__name__}: {exc}",
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                )
                 self.stop.wait(delay)
         self._flush(force=True)
         return self.counters
@@ -138,14 +150,22 @@ class Consumer:
 
     def _handle_frame(self, item: Frame | OversizedFrame) -> None:
         if isinstance(item, OversizedFrame):
-            self._reject(item.head, recover_seq(item.head), "oversized",
-                         f"frame of {item.length} bytes exceeds the read buffer; head kept")
+            self._reject(
+                item.head,
+                recover_seq(item.head),
+                "oversized",
+                f"frame of {item.length} bytes exceeds the read buffer; head kept",
+            )
             return
         raw = item.payload
         seq = recover_seq(raw)
         if len(raw) > self.opts.max_message_bytes:
-            self._reject(raw, seq, "oversized",
-                         f"message of {len(raw)} bytes exceeds {self.opts.max_message_bytes}")
+            self._reject(
+                raw,
+                seq,
+                "oversized",
+                f"message of {len(raw)} bytes exceeds {self.opts.max_message_bytes}",
+            )
             return
         try:
             msg = parse_message(raw)
@@ -160,8 +180,7 @@ class Consumer:
         try:
             doc = normalise_message(msg)
         except Malformed as exc:
-            self._reject(raw, seq, exc.category, exc.reason, counted=True,
-                         key=_key_hint(msg))
+            self._reject(raw, seq, exc.category, exc.reason, counted=True, key=_key_hint(msg))
             return
         try:
             applied = self.sink.write(doc)
@@ -174,8 +193,15 @@ class Consumer:
             self.counters.stale += 1
         self._advance(doc["source_seq"])
 
-    def _reject(self, raw: bytes, seq: int | None, category: str, reason: str,
-                counted: bool = False, key: str | None = None) -> None:
+    def _reject(
+        self,
+        raw: bytes,
+        seq: int | None,
+        category: str,
+        reason: str,
+        counted: bool = False,
+        key: str | None = None,
+    ) -> None:
         if not counted:
             self.counters.received += 1
         self.sink.dead_letter(reason=reason, category=category, raw=raw, seq=seq, key=key)
@@ -193,8 +219,10 @@ class Consumer:
 
     def _maybe_flush(self) -> None:
         now = time.monotonic()
-        if (self._since_flush >= OFFSET_FLUSH_EVERY_N
-                or now - self._last_flush >= OFFSET_FLUSH_EVERY_S):
+        if (
+            self._since_flush >= OFFSET_FLUSH_EVERY_N
+            or now - self._last_flush >= OFFSET_FLUSH_EVERY_S
+        ):
             self._flush()
 
     def _flush(self, force: bool = False) -> None:

@@ -35,9 +35,15 @@ def default_client_id(partition: str) -> str:
 
 
 class Follower:
-    def __init__(self, settings: Settings, client_id: str, partition: str,
-                 stop: threading.Event, stats: Callable[[], dict[str, Any]] | None = None,
-                 write_connection_id: Callable[[], int | None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client_id: str,
+        partition: str,
+        stop: threading.Event,
+        stats: Callable[[], dict[str, Any]] | None = None,
+        write_connection_id: Callable[[], int | None] | None = None,
+    ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.partition = partition
@@ -98,8 +104,12 @@ class Follower:
         (After a SIGSTOP the poller may refresh first: fresh, but a newer epoch.)"""
         with self._cond:
             st = self._state
-            return (st is not None and st.epoch == epoch and st.stable
-                    and time.monotonic() - self._last_ok < self.lease_s)
+            return (
+                st is not None
+                and st.epoch == epoch
+                and st.stable
+                and time.monotonic() - self._last_ok < self.lease_s
+            )
 
     # -- poller --------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -137,9 +147,19 @@ class Follower:
                 self._cond.wait(0.02 if (draining or pending) else self.poll_s)
 
     def _beat(self, cur: Any, acked: int) -> None:
-        store.beat(cur, Heartbeat(self.client_id, socket.gethostname(), os.getpid(),
-                                  self.partition, self.mode_in_use, acked,
-                                  self.write_connection_id(), self.stats()))
+        store.beat(
+            cur,
+            Heartbeat(
+                self.client_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.partition,
+                self.mode_in_use,
+                acked,
+                self.write_connection_id(),
+                self.stats(),
+            ),
+        )
 
     def deregister(self) -> None:
         """On a clean exit: leave the heartbeat table so transitions do not wait for us."""

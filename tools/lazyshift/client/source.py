@@ -34,14 +34,28 @@ class Partition:
 
 
 class SourceConnection:
-    def __init__(self, host: str, port: int, partition: Partition, from_seq: int,
-                 connect_timeout: float = 5.0, poll_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        partition: Partition,
+        from_seq: int,
+        connect_timeout: float = 5.0,
+        poll_s: float = 0.25,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         self.sock.settimeout(poll_s)
         self.reader = FrameReader(max_frame=READ_BUFFER_CAP)
-        self.sock.sendall(encode({"type": "subscribe", "from_seq": from_seq,
-                                  "partition": partition.index,
-                                  "partitions": partition.count}))
+        self.sock.sendall(
+            encode(
+                {
+                    "type": "subscribe",
+                    "from_seq": from_seq,
+                    "partition": partition.index,
+                    "partitions": partition.count,
+                }
+            )
+        )
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | OversizedFrame | None]:
         """Frames as they arrive; None when the source has been quiet for a poll interval

@@ -55,8 +55,9 @@ def _shadow_differences(live: list[dict[str, Any]]) -> int:
     for c in live:
         stats = c.get("stats")
         if isinstance(stats, dict):
-            total += sum(v for k, v in (stats.get("shadow") or {}).items()
-                         if k in SHADOW_DIFFERENCES)
+            total += sum(
+                v for k, v in (stats.get("shadow") or {}).items() if k in SHADOW_DIFFERENCES
+            )
     return total
 
 
@@ -67,9 +68,11 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         cur = conn.cursor()
         st = store.read_control(cur)
         clients = store.clients(cur, settings.client.heartbeat_timeout_s)
-        mysql = {"shipments": store.shipment_count(cur),
-                 "dead_letters": store.dead_letter_count(cur),
-                 "archives": store.archive_count(cur)}
+        mysql = {
+            "shipments": store.shipment_count(cur),
+            "dead_letters": store.dead_letter_count(cur),
+            "archives": store.archive_count(cur),
+        }
         progress = store.backfill_progress(cur) if store.backfill_schema_ready(cur) else None
         last = store.last_full_verify(cur)
         cur.close()
@@ -81,21 +84,32 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
     parts = int(progress["n"]) if progress else 0
     done = int(progress["d"]) if progress else 0
     finished = progress["finished"] if progress and parts and done == parts else None
-    verify_run = None if last is None else VerifyRun(
-        int(last["differences"]), last["started_at"], last["finished_at"])
+    verify_run = (
+        None
+        if last is None
+        else VerifyRun(int(last["differences"]), last["started_at"], last["finished_at"])
+    )
     facts = Facts(
-        mode=Mode(st.mode), epoch=st.epoch, stable=st.stable,
+        mode=Mode(st.mode),
+        epoch=st.epoch,
+        stable=st.stable,
         behind=tuple(c["client_id"] for c in live if (c["acked_epoch"] or 0) < st.epoch),
         mongo_reachable=bool(mongo.get("reachable")),
         dual_backlog=int(mongo.get("dual_backlog") or 0),
         shadow_differences=_shadow_differences(live),
-        backfill_partitions=parts, backfill_done=done, backfill_finished_at=finished,
-        last_full_verify=verify_run, archives=mysql["archives"],
+        backfill_partitions=parts,
+        backfill_done=done,
+        backfill_finished_at=finished,
+        last_full_verify=verify_run,
+        archives=mysql["archives"],
     )
     backfill = {
-        "partitions": parts, "partitions_done": done, "finished_at": finished,
-        "last_full_verify": None if last is None else {
-            "differences": int(last["differences"]), "finished_at": last["finished_at"]},
+        "partitions": parts,
+        "partitions_done": done,
+        "finished_at": finished,
+        "last_full_verify": None
+        if last is None
+        else {"differences": int(last["differences"]), "finished_at": last["finished_at"]},
     }
     return Observation(facts, st, clients, mongo, mysql, backfill)
 

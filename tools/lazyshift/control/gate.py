@@ -38,7 +38,9 @@ def evaluate(f: Facts) -> dict[str, Any]:
         "stage": f.stage,
         "next": stage.next_step or None,
         "previous": previous.value if previous is not None else None,
-        "can_advance": not advance, "cannot_advance_because": advance,
-        "can_roll_back": not back, "cannot_roll_back_because": back,
+        "can_advance": not advance,
+        "cannot_advance_because": advance,
+        "can_roll_back": not back,
+        "cannot_roll_back_because": back,
         "notes": stage.notes(f),
     }

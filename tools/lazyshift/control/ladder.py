@@ -109,8 +109,10 @@ def _dual_ready(f: Facts) -> list[str]:
 
 def _dual_notes(f: Facts) -> list[str]:
     if f.dual_backlog:
-        return [f"{f.dual_backlog} shipment(s) wait in the dual-write backlog: written to "
-                "MySQL as it accepts them, the rest during the flip's pause"]
+        return [
+            f"{f.dual_backlog} shipment(s) wait in the dual-write backlog: written to "
+            "MySQL as it accepts them, the rest during the flip's pause"
+        ]
     return []
 
 
@@ -118,22 +120,30 @@ def _backfill_verified(f: Facts) -> list[str]:
     if f.backfill_partitions == 0:
         return ["no backfill has run: `lazyshift backfill` (stage 4)"]
     if f.backfill_done < f.backfill_partitions:
-        return [f"backfill not finished ({f.backfill_done}/{f.backfill_partitions} "
-                "partitions done)"]
+        return [
+            f"backfill not finished ({f.backfill_done}/{f.backfill_partitions} partitions done)"
+        ]
     last = f.last_full_verify
-    if last is None or f.backfill_finished_at is None or (
-            last.finished_at < f.backfill_finished_at):
+    if (
+        last is None
+        or f.backfill_finished_at is None
+        or (last.finished_at < f.backfill_finished_at)
+    ):
         return ["no full `lazyshift verify` since the backfill finished"]
     if last.differences:
-        return [f"the last full verify found {last.differences} difference(s): "
-                "`lazyshift repair REPORT`, then verify again"]
+        return [
+            f"the last full verify found {last.differences} difference(s): "
+            "`lazyshift repair REPORT`, then verify again"
+        ]
     return []
 
 
 def _archived(f: Facts) -> list[str]:
     if not f.archives:
-        return ["no archive of MongoDB is recorded: run `lazyshift archive --to "
-                "DIR|s3://bucket/prefix` first"]
+        return [
+            "no archive of MongoDB is recorded: run `lazyshift archive --to "
+            "DIR|s3://bucket/prefix` first"
+        ]
     return []
 
 
@@ -150,15 +160,21 @@ class Stage:
     notes: Check = _none  # worth knowing before it does, but no reason to wait
 
 
-STAGES: dict[int, Stage] = {s.number: s for s in (
-    Stage(1, Mode.MONGO, "mode set dual (stage 2)", _none),
-    Stage(2, Mode.DUAL, "mode set mysql-primary (stage 3, the flip)", _dual_ready,
-          _dual_notes),
-    Stage(3, Mode.MYSQL_PRIMARY, "lazyshift backfill (stage 4)", _none),
-    Stage(4, Mode.MYSQL_PRIMARY, "lazyshift archive, then mode set mysql (stage 5)",
-          _backfill_verified),
-    Stage(5, Mode.MYSQL, "", lambda f: ["stage 5 is the end of the ladder"]),
-)}
+STAGES: dict[int, Stage] = {
+    s.number: s
+    for s in (
+        Stage(1, Mode.MONGO, "mode set dual (stage 2)", _none),
+        Stage(2, Mode.DUAL, "mode set mysql-primary (stage 3, the flip)", _dual_ready, _dual_notes),
+        Stage(3, Mode.MYSQL_PRIMARY, "lazyshift backfill (stage 4)", _none),
+        Stage(
+            4,
+            Mode.MYSQL_PRIMARY,
+            "lazyshift archive, then mode set mysql (stage 5)",
+            _backfill_verified,
+        ),
+        Stage(5, Mode.MYSQL, "", lambda f: ["stage 5 is the end of the ladder"]),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -180,20 +196,28 @@ def _all(*checks: Check) -> Check:
     return lambda f: [reason for check in checks for reason in check(f)]
 
 
-RUNGS: dict[tuple[Mode, Mode], Rung] = {(r.source, r.target): r for r in (
-    # Needs the schema, which reading the control row already proved; nothing to copy.
-    Rung(Mode.MONGO, Mode.DUAL),
-    # The flip: whatever got into the backlog since the check is flushed in the pause, so
-    # MySQL holds every shipment's latest version before it becomes the one that is read.
-    Rung(Mode.DUAL, Mode.MYSQL_PRIMARY, requires=_dual_ready, during_pause="flush_backlog"),
-    Rung(Mode.MYSQL_PRIMARY, Mode.MYSQL, requires=_all(_backfill_verified, _archived)),
-    # MongoDB has been the truth all along.
-    Rung(Mode.DUAL, Mode.MONGO),
-    # Every shipment written in MySQL since the flip goes back to MongoDB: most of it while
-    # writes still flow, the rest (what moved meanwhile) in the pause.
-    Rung(Mode.MYSQL_PRIMARY, Mode.DUAL, requires=_mongo_reachable, before_pause="write_back",
-         during_pause="write_back_moved"),
-)}
+RUNGS: dict[tuple[Mode, Mode], Rung] = {
+    (r.source, r.target): r
+    for r in (
+        # Needs the schema, which reading the control row already proved; nothing to copy.
+        Rung(Mode.MONGO, Mode.DUAL),
+        # The flip: whatever got into the backlog since the check is flushed in the pause, so
+        # MySQL holds every shipment's latest version before it becomes the one that is read.
+        Rung(Mode.DUAL, Mode.MYSQL_PRIMARY, requires=_dual_ready, during_pause="flush_backlog"),
+        Rung(Mode.MYSQL_PRIMARY, Mode.MYSQL, requires=_all(_backfill_verified, _archived)),
+        # MongoDB has been the truth all along.
+        Rung(Mode.DUAL, Mode.MONGO),
+        # Every shipment written in MySQL since the flip goes back to MongoDB: most of it while
+        # writes still flow, the rest (what moved meanwhile) in the pause.
+        Rung(
+            Mode.MYSQL_PRIMARY,
+            Mode.DUAL,
+            requires=_mongo_reachable,
+            before_pause="write_back",
+            during_pause="write_back_moved",
+        ),
+    )
+}
 
 
 def rung(source: Mode, target: Mode) -> Rung:
@@ -202,11 +226,15 @@ def rung(source: Mode, target: Mode) -> Rung:
     if found is not None:
         return found
     if source is Mode.MYSQL:
-        raise TransitionError("mysql is final: MongoDB has been archived and removed; "
-                              "restore it from the archive to go back")
+        raise TransitionError(
+            "mysql is final: MongoDB has been archived and removed; "
+            "restore it from the archive to go back"
+        )
     allowed = [t.value for (s, t) in RUNGS if s is source]
-    raise TransitionError(f"cannot go from {source} to {target}: only the next or previous "
-                          f"rung ({' or '.join(allowed)}) is allowed")
+    raise TransitionError(
+        f"cannot go from {source} to {target}: only the next or previous "
+        f"rung ({' or '.join(allowed)}) is allowed"
+    )
 
 
 def next_mode(mode: Mode) -> Mode | None:
@@ -221,5 +249,4 @@ def previous_mode(mode: Mode) -> Mode | None:
 
 def describe() -> list[dict[str, Any]]:
     """The ladder as data (for `lazyshift mode ladder` and the docs)."""
-    return [{"stage": s.number, "mode": s.mode.value, "next": s.next_step} for s in
-            STAGES.values()]
+    return [{"stage": s.number, "mode": s.mode.value, "next": s.next_step} for s in STAGES.values()]

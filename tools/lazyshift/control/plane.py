@@ -50,8 +50,13 @@ def get_state(settings: Settings) -> ControlState:
         conn.close()
 
 
-def set_mode(settings: Settings, target: str, *, timeout_s: float = 30.0,
-             heartbeat_timeout_s: float | None = None) -> TransitionResult:
+def set_mode(
+    settings: Settings,
+    target: str,
+    *,
+    timeout_s: float = 30.0,
+    heartbeat_timeout_s: float | None = None,
+) -> TransitionResult:
     """Move the control plane one rung; return when every live client acknowledged.
 
     Refused (TransitionError, nothing changed) when the rung does not exist or its
@@ -69,10 +74,12 @@ def set_mode(settings: Settings, target: str, *, timeout_s: float = 30.0,
             raise TransitionError(
                 f"a transition to {st.target_mode} is in progress (epoch {st.epoch}, since "
                 f"{st.changed_at} UTC); wait for it, or run `lazyshift mode abort` if the "
-                "command that started it died")
+                "command that started it died"
+            )
         if target_mode == st.mode:
-            return TransitionResult(st.mode, target, st.epoch, 0.0,
-                                    notes=[f"already in {target}: nothing to do"])
+            return TransitionResult(
+                st.mode, target, st.epoch, 0.0, notes=[f"already in {target}: nothing to do"]
+            )
         step = rung(Mode(st.mode), target_mode)
         reasons = step.requires(facts.collect(settings, conn))
         conn.commit()
@@ -81,10 +88,12 @@ def set_mode(settings: Settings, target: str, *, timeout_s: float = 30.0,
         memo: dict[str, Any] = {}
         notes = []
         if step.before_pause:
-            notes.append("before the pause: " + steps.run(step.before_pause, settings, conn,
-                                                          st, memo))
-        return _drain_and_commit(settings, conn, st, step.target, step.during_pause, memo,
-                                 notes, hb_timeout, timeout_s)
+            notes.append(
+                "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
+            )
+        return _drain_and_commit(
+            settings, conn, st, step.target, step.during_pause, memo, notes, hb_timeout, timeout_s
+        )
     finally:
         conn.close()
 
@@ -98,10 +107,17 @@ def rollback(settings: Settings, *, timeout_s: float = 30.0) -> TransitionResult
     return set_mode(settings, previous, timeout_s=timeout_s)
 
 
-def _drain_and_commit(settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
-                      target: Mode, during_pause: str | None, memo: dict[str, Any],
-                      notes: list[str], hb_timeout: float, timeout_s: float
-                      ) -> TransitionResult:
+def _drain_and_commit(
+    settings: Settings,
+    conn: MySQLConnectionAbstract,
+    st: ControlState,
+    target: Mode,
+    during_pause: str | None,
+    memo: dict[str, Any],
+    notes: list[str],
+    hb_timeout: float,
+    timeout_s: float,
+) -> TransitionResult:
     cur = conn.cursor()
     new_epoch = st.epoch + 1
     started = time.monotonic()
@@ -111,27 +127,37 @@ def _drain_and_commit(settings: Settings, conn: MySQLConnectionAbstract, st: Con
         _wait_for_acks(cur, conn, new_epoch, hb_timeout, timeout_s, result)
         conn.commit()  # the pause step starts its own transactions
         if during_pause:
-            result.notes.append("during the pause: " + steps.run(during_pause, settings, conn,
-                                                                 st, memo))
+            result.notes.append(
+                "during the pause: " + steps.run(during_pause, settings, conn, st, memo)
+            )
             if conn.in_transaction:
                 conn.commit()
         flip = new_epoch if (st.mode, target) == (Mode.DUAL, Mode.MYSQL_PRIMARY) else None
         if not store.commit_mode(cur, target.value, flip, f"{st.mode} -> {target}", new_epoch):
-            raise TransitionError("the control row changed during the transition "
-                                  "(another `mode set` or `mode abort`?)")
+            raise TransitionError(
+                "the control row changed during the transition "
+                "(another `mode set` or `mode abort`?)"
+            )
         conn.commit()
     except BaseException as exc:
         _abort(conn, new_epoch, st.mode)
         if isinstance(exc, TransitionError):
             raise
-        raise TransitionError(f"{st.mode} -> {target} failed and was rolled back: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        raise TransitionError(
+            f"{st.mode} -> {target} failed and was rolled back: {type(exc).__name__}: {exc}"
+        ) from exc
     result.paused_s = time.monotonic() - started
     return result
 
 
-def _begin_drain(conn: MySQLConnectionAbstract, cur: Any, st: ControlState, target: Mode,
-                 new_epoch: int, hb_timeout: float) -> None:
+def _begin_drain(
+    conn: MySQLConnectionAbstract,
+    cur: Any,
+    st: ControlState,
+    target: Mode,
+    new_epoch: int,
+    hb_timeout: float,
+) -> None:
     """Bump the epoch under the row's exclusive lock: in-flight MySQL writes finish first.
 
     A client that stopped (SIGSTOP, a hung host) inside a MySQL write keeps the row's share
@@ -159,8 +185,7 @@ def _begin_drain(conn: MySQLConnectionAbstract, cur: Any, st: ControlState, targ
                 ) from exc
 
 
-def _kill_stale_clients(conn: MySQLConnectionAbstract, cur: Any, hb_timeout: float
-                        ) -> list[str]:
+def _kill_stale_clients(conn: MySQLConnectionAbstract, cur: Any, hb_timeout: float) -> list[str]:
     killed = []
     for c in store.clients(cur, hb_timeout):
         if not c["live"] and c["mysql_connection_id"]:
@@ -173,8 +198,14 @@ def _kill_stale_clients(conn: MySQLConnectionAbstract, cur: Any, hb_timeout: flo
     return killed
 
 
-def _wait_for_acks(cur: Any, conn: MySQLConnectionAbstract, epoch: int, hb_timeout: float,
-                   timeout_s: float, result: TransitionResult) -> None:
+def _wait_for_acks(
+    cur: Any,
+    conn: MySQLConnectionAbstract,
+    epoch: int,
+    hb_timeout: float,
+    timeout_s: float,
+    result: TransitionResult,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         conn.commit()  # a fresh snapshot each poll
@@ -189,7 +220,8 @@ def _wait_for_acks(cur: Any, conn: MySQLConnectionAbstract, epoch: int, hb_timeo
             raise TransitionError(
                 f"{len(pending)} live client(s) did not acknowledge epoch {epoch} within "
                 f"{timeout_s:.0f}s: {', '.join(pending[:5])}. The old mode stays in force; "
-                "check those clients (`lazyshift status`) or raise --timeout")
+                "check those clients (`lazyshift status`) or raise --timeout"
+            )
         time.sleep(ACK_POLL_S)
 
 

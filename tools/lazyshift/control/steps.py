@@ -33,8 +33,9 @@ BACKLOG_BATCH = 500
 Step = Callable[[Settings, MySQLConnectionAbstract, ControlState, dict[str, Any]], str]
 
 
-def flush_backlog(settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
-                  memo: dict[str, Any]) -> str:
+def flush_backlog(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
+) -> str:
     mongo = MongoStore.open(settings)
     flushed = 0
     try:
@@ -52,18 +53,25 @@ def flush_backlog(settings: Settings, conn: MySQLConnectionAbstract, st: Control
     return f"flushed {flushed} backlogged shipment(s) into MySQL"
 
 
-def write_back(settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
-               memo: dict[str, Any]) -> str:
+def write_back(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
+) -> str:
     return _write_back(settings, conn, st, memo.setdefault("copied", {}), only_moved=False)
 
 
-def write_back_moved(settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
-                     memo: dict[str, Any]) -> str:
+def write_back_moved(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
+) -> str:
     return _write_back(settings, conn, st, memo.setdefault("copied", {}), only_moved=True)
 
 
-def _write_back(settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
-                copied: dict[str, int], only_moved: bool) -> str:
+def _write_back(
+    settings: Settings,
+    conn: MySQLConnectionAbstract,
+    st: ControlState,
+    copied: dict[str, int],
+    only_moved: bool,
+) -> str:
     """MySQL's changes since the flip -> MongoDB, each only if newer than MongoDB's copy.
 
     `copied` collects key -> version of what was handled; with `only_moved`, keys whose
@@ -94,8 +102,10 @@ def _write_back(settings: Settings, conn: MySQLConnectionAbstract, st: ControlSt
     finally:
         mongo.close()
     logs.event("transition.written_back", written=written, already_current=skipped)
-    return (f"wrote {written} shipment(s) changed in MySQL since the flip back to MongoDB "
-            f"({skipped} already current there)")
+    return (
+        f"wrote {written} shipment(s) changed in MySQL since the flip back to MongoDB "
+        f"({skipped} already current there)"
+    )
 
 
 STEPS: dict[str, Step] = {
@@ -105,6 +115,11 @@ STEPS: dict[str, Step] = {
 }
 
 
-def run(name: str, settings: Settings, conn: MySQLConnectionAbstract, st: ControlState,
-        memo: dict[str, Any]) -> str:
+def run(
+    name: str,
+    settings: Settings,
+    conn: MySQLConnectionAbstract,
+    st: ControlState,
+    memo: dict[str, Any],
+) -> str:
     return STEPS[name](settings, conn, st, memo)

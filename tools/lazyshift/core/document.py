@@ -161,5 +161,6 @@ def any_document_json(doc: Any) -> str:
         body = to_json(doc) if isinstance(doc, dict) else doc
     except Exception:  # noqa: BLE001 - a malformed document is still written as it is
         body = doc
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=json_util.default)
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_util.default
+    )

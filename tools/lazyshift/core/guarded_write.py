@@ -46,8 +46,14 @@ CHUNK = 500  # rows per statement: keeps packets well under max_allowed_packet
 class Fenced(Exception):
     """The write's epoch is not the current one, or a mode transition is draining."""
 
-    def __init__(self, message: str, *, epoch: int | None = None,
-                 current_epoch: int | None = None, state: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: int | None = None,
+        current_epoch: int | None = None,
+        state: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.current_epoch = current_epoch
@@ -64,8 +70,7 @@ def _key_of(doc: Any) -> Any:
     return doc.get("key") if isinstance(doc, dict) else None
 
 
-def map_or_reject(docs: Iterable[Document]
-                  ) -> tuple[dict[str, Rows], list[tuple[Document, str]]]:
+def map_or_reject(docs: Iterable[Document]) -> tuple[dict[str, Rows], list[tuple[Document, str]]]:
     """Map every document; (rows by key keeping each key's highest version, rejected docs with
     the reason). For callers that dead-letter rejects and write the rest."""
     rows_by_key: dict[str, Rows] = {}
@@ -105,15 +110,24 @@ def check_epoch(cursor: Any, epoch: int) -> None:
     cursor.execute(f"SELECT epoch, state FROM lazyshift_control WHERE id = 1 {SHARE_LOCK}")
     found = rows_as_dicts(cursor, cursor.fetchall())
     if not found:
-        raise Fenced("no control row (lazyshift_control id=1): run `lazyshift schema migrate`",
-                     epoch=epoch)
+        raise Fenced(
+            "no control row (lazyshift_control id=1): run `lazyshift schema migrate`", epoch=epoch
+        )
     current, state = int(found[0]["epoch"]), found[0]["state"]
     if current != epoch:
-        raise Fenced(f"write carries epoch {epoch} but the control plane is at epoch {current}",
-                     epoch=epoch, current_epoch=current, state=state)
+        raise Fenced(
+            f"write carries epoch {epoch} but the control plane is at epoch {current}",
+            epoch=epoch,
+            current_epoch=current,
+            state=state,
+        )
     if state != "stable":
-        raise Fenced(f"epoch {current} is {state}: writes pause until the transition ends",
-                     epoch=epoch, current_epoch=current, state=state)
+        raise Fenced(
+            f"epoch {current} is {state}: writes pause until the transition ends",
+            epoch=epoch,
+            current_epoch=current,
+            state=state,
+        )
 
 
 def _stored_versions(cursor: Any, keys: Sequence[str]) -> dict[str, int]:
@@ -132,12 +146,16 @@ def _stored_versions(cursor: Any, keys: Sequence[str]) -> dict[str, int]:
 _GUARD = "VALUES(version) > version"
 _ROOT_INSERT_COLUMNS = (*ROOT_COLUMNS, "written_epoch", "written_at", "apply_count")
 _ROOT_UPDATE = ", ".join(
-    [f"{c} = IF({_GUARD}, VALUES({c}), {c})"
-     for c in (*ROOT_COLUMNS, "written_epoch", "written_at")
-     if c not in ("shipment_key", "version")]
-    + [f"apply_count = apply_count + IF({_GUARD}, 1, 0)",
-       # last: every assignment before it still sees the stored version
-       f"version = IF({_GUARD}, VALUES(version), version)"]
+    [
+        f"{c} = IF({_GUARD}, VALUES({c}), {c})"
+        for c in (*ROOT_COLUMNS, "written_epoch", "written_at")
+        if c not in ("shipment_key", "version")
+    ]
+    + [
+        f"apply_count = apply_count + IF({_GUARD}, 1, 0)",
+        # last: every assignment before it still sees the stored version
+        f"version = IF({_GUARD}, VALUES(version), version)",
+    ]
 )
 
 
@@ -170,16 +188,21 @@ def _replace_children(cursor: Any, batch: Sequence[Rows]) -> None:
         ("shipment_item", ITEM_COLUMNS, "items"),
         ("shipment_event", EVENT_COLUMNS, "events"),
     ):
-        values = [tuple(child[c] for c in columns) for rows in batch
-                  for child in getattr(rows, attr)]
-        sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
-               f"VALUES ({placeholders(len(columns))})")
+        values = [
+            tuple(child[c] for c in columns) for rows in batch for child in getattr(rows, attr)
+        ]
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders(len(columns))})"
         for chunk in chunks(values, CHUNK):
             cursor.executemany(sql, list(chunk))
 
 
-def apply_batch(cursor: Any, docs: Iterable[Document | Rows], *, epoch: int | None = None,
-                written_epoch: int | None = None) -> BatchResult:
+def apply_batch(
+    cursor: Any,
+    docs: Iterable[Document | Rows],
+    *,
+    epoch: int | None = None,
+    written_epoch: int | None = None,
+) -> BatchResult:
     """Version-guarded write of `docs` inside the caller's transaction (the caller commits).
 
     `docs` may also hold already mapped `Rows` (from `map_or_reject`). Every document is
@@ -222,9 +245,14 @@ def apply_batch(cursor: Any, docs: Iterable[Document | Rows], *, epoch: int | No
     return result
 
 
-def guarded_write(conn: MySQLConnectionAbstract, doc: Document | Rows, *,
-                  epoch: int | None = None, written_epoch: int | None = None,
-                  retry: Retrying | None = None) -> bool:
+def guarded_write(
+    conn: MySQLConnectionAbstract,
+    doc: Document | Rows,
+    *,
+    epoch: int | None = None,
+    written_epoch: int | None = None,
+    retry: Retrying | None = None,
+) -> bool:
     """Write one document in its own transaction, retrying deadlocks, lock-wait timeouts and
     lost connections (reconnecting). True if it was applied, False if the stored version was
     already as new. Raises InvalidDocument (before any retry) and Fenced (never retried).
@@ -234,7 +262,8 @@ def guarded_write(conn: MySQLConnectionAbstract, doc: Document | Rows, *,
     """
     rows = doc if isinstance(doc, Rows) else document_to_rows(doc)
     result = run_in_transaction(
-        conn, lambda cursor: apply_batch(cursor, [rows], epoch=epoch,
-                                         written_epoch=written_epoch),
-        retry=retry)
+        conn,
+        lambda cursor: apply_batch(cursor, [rows], epoch=epoch, written_epoch=written_epoch),
+        retry=retry,
+    )
     return bool(result.applied_keys)

@@ -28,26 +28,60 @@ from lazyshift.core.mysql import dump_json, parse_json
 # -- the columns -------------------------------------------------------------------------------
 
 ROOT_COLUMNS: tuple[str, ...] = (
-    "shipment_key", "source", "tracking_number", "status", "service_level",
-    "price_amount", "price_currency", "cost_amount", "cost_currency",
-    "created_at", "updated_at", "source_seq", "source_rev", "version", "extra",
+    "shipment_key",
+    "source",
+    "tracking_number",
+    "status",
+    "service_level",
+    "price_amount",
+    "price_currency",
+    "cost_amount",
+    "cost_currency",
+    "created_at",
+    "updated_at",
+    "source_seq",
+    "source_rev",
+    "version",
+    "extra",
 )
 PARTY_COLUMNS: tuple[str, ...] = (
-    "shipment_key", "role", "name", "first_name", "last_name", "email", "phone",
-    "has_address", "street", "city", "postal_code", "country", "lat", "lon",
+    "shipment_key",
+    "role",
+    "name",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "has_address",
+    "street",
+    "city",
+    "postal_code",
+    "country",
+    "lat",
+    "lon",
 )
 ITEM_COLUMNS: tuple[str, ...] = (
-    "shipment_key", "position", "sku", "description", "quantity", "weight_kg",
-    "value_amount", "value_currency",
+    "shipment_key",
+    "position",
+    "sku",
+    "description",
+    "quantity",
+    "weight_kg",
+    "value_amount",
+    "value_currency",
 )
 EVENT_COLUMNS: tuple[str, ...] = (
-    "shipment_key", "position", "event_time", "status", "location", "note",
+    "shipment_key",
+    "position",
+    "event_time",
+    "status",
+    "location",
+    "note",
 )
 PARTY_ROLES: tuple[str, ...] = ("sender", "recipient")
 
 # Character lengths of the VARCHAR/CHAR columns, by document field (see 0001_initial.sql).
-ROOT_LENGTHS = {"key": 96, "source": 32, "tracking_number": 64, "status": 32,
-                "service_level": 32}
+ROOT_LENGTHS = {"key": 96, "source": 32, "tracking_number": 64, "status": 32, "service_level": 32}
 PARTY_LENGTHS = {"name": 255, "first_name": 128, "last_name": 128, "email": 255, "phone": 64}
 ADDRESS_LENGTHS = {"street": 255, "city": 128, "postal_code": 32, "country": 64}
 ITEM_LENGTHS = {"sku": 64, "description": 1024}
@@ -89,8 +123,10 @@ def _check_text(path: str, value: Any, limit: int, kind: str = "VARCHAR") -> str
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        return (f"{path}: lone surrogate U+{ord(value[exc.start]):04X} at character "
-                f"{exc.start} cannot be stored as utf8mb4")
+        return (
+            f"{path}: lone surrogate U+{ord(value[exc.start]):04X} at character "
+            f"{exc.start} cannot be stored as utf8mb4"
+        )
     if len(value) > limit:
         return f"{path}: {len(value)} characters exceed {kind}({limit})"
     return None
@@ -102,8 +138,10 @@ def _check_key(path: str, value: Any) -> str | None:
         return problem
     for ch in value:
         if ord(ch) < 0x20:
-            return (f"{path}: control character U+{ord(ch):04X}: utf8mb4_bin compares with "
-                    "space padding, so MySQL would order this key differently from MongoDB")
+            return (
+                f"{path}: control character U+{ord(ch):04X}: utf8mb4_bin compares with "
+                "space padding, so MySQL would order this key differently from MongoDB"
+            )
     return None
 
 
@@ -126,16 +164,19 @@ def _check_amount(path: str, value: Any) -> str | None:
         return f"{path}: {frac_digits} fraction digits exceed DECIMAL(20,6)"
     canonical = document.canonical_decimal(dec)
     if isinstance(value, str) and value != canonical:
-        return (f"{path}: {value!r} is not a canonical decimal string "
-                f"(DECIMAL would give back {canonical!r})")
+        return (
+            f"{path}: {value!r} is not a canonical decimal string "
+            f"(DECIMAL would give back {canonical!r})"
+        )
     return None
 
 
 def _check_money(path: str, value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
-    return (_check_amount(f"{path}/amount", value.get("amount"))
-            or _check_text(f"{path}/currency", value.get("currency"), CURRENCY_LENGTH, "CHAR"))
+    return _check_amount(f"{path}/amount", value.get("amount")) or _check_text(
+        f"{path}/currency", value.get("currency"), CURRENCY_LENGTH, "CHAR"
+    )
 
 
 def _check_datetime(path: str, value: Any) -> str | None:
@@ -188,7 +229,8 @@ def _check_json(path: str, value: Any, depth: int = 0) -> str | None:
         if isinstance(value, dict) and not isinstance(k, str):
             return f"{path}: key {k!r} of type {type(k).__name__} is not a JSON key"
         problem = (isinstance(k, str) and _check_text(f"{path}/{k}", k, 2**31)) or _check_json(
-            f"{path}/{k}", v, depth + 1)
+            f"{path}/{k}", v, depth + 1
+        )
         if problem:
             return problem
     return None
@@ -206,15 +248,21 @@ def _check_fields(path: str, node: Any, lengths: dict[str, int]) -> str | None:
 
 def _dicts(node: Any) -> list[tuple[int, dict[str, Any]]]:
     """(index, element) of the dict elements of a list field; nothing if it is not a list."""
-    return [(i, e) for i, e in enumerate(node) if isinstance(e, dict)] if isinstance(
-        node, list) else []
+    return (
+        [(i, e) for i, e in enumerate(node) if isinstance(e, dict)]
+        if isinstance(node, list)
+        else []
+    )
 
 
 def _root_problems(doc: dict[str, Any]) -> Iterator[str | None]:
     for name in ("key", "_id"):
         yield _check_key(name, doc.get(name))
-    yield _check_fields("", {k: v for k, v in doc.items() if k != "key"},
-                        {k: v for k, v in ROOT_LENGTHS.items() if k != "key"})
+    yield _check_fields(
+        "",
+        {k: v for k, v in doc.items() if k != "key"},
+        {k: v for k, v in ROOT_LENGTHS.items() if k != "key"},
+    )
     yield _check_datetime("created_at", doc.get("created_at"))
     yield _check_datetime("updated_at", doc.get("updated_at"))
     yield _check_money("price", doc.get("price"))
@@ -330,35 +378,39 @@ def document_to_rows(doc: Document) -> Rows:
         if party is None:
             continue
         address = party["address"]
-        parties.append({
-            "shipment_key": key,
-            "role": role,
-            "name": party["name"],
-            "first_name": party["first_name"],
-            "last_name": party["last_name"],
-            "email": party["email"],
-            "phone": party["phone"],
-            "has_address": 1 if address is not None else 0,
-            "street": address["street"] if address else None,
-            "city": address["city"] if address else None,
-            "postal_code": address["postal_code"] if address else None,
-            "country": address["country"] if address else None,
-            "lat": _float_out(address["lat"]) if address else None,
-            "lon": _float_out(address["lon"]) if address else None,
-        })
+        parties.append(
+            {
+                "shipment_key": key,
+                "role": role,
+                "name": party["name"],
+                "first_name": party["first_name"],
+                "last_name": party["last_name"],
+                "email": party["email"],
+                "phone": party["phone"],
+                "has_address": 1 if address is not None else 0,
+                "street": address["street"] if address else None,
+                "city": address["city"] if address else None,
+                "postal_code": address["postal_code"] if address else None,
+                "country": address["country"] if address else None,
+                "lat": _float_out(address["lat"]) if address else None,
+                "lon": _float_out(address["lon"]) if address else None,
+            }
+        )
     items = []
     for position, item in enumerate(doc["items"]):
         value_amount, value_currency = _money_out(item["value"])
-        items.append({
-            "shipment_key": key,
-            "position": position,
-            "sku": item["sku"],
-            "description": item["description"],
-            "quantity": int(item["quantity"]),
-            "weight_kg": _float_out(item["weight_kg"]),
-            "value_amount": value_amount,
-            "value_currency": value_currency,
-        })
+        items.append(
+            {
+                "shipment_key": key,
+                "position": position,
+                "sku": item["sku"],
+                "description": item["description"],
+                "quantity": int(item["quantity"]),
+                "weight_kg": _float_out(item["weight_kg"]),
+                "value_amount": value_amount,
+                "value_currency": value_currency,
+            }
+        )
     events = [
         {
             "shipment_key": key,
@@ -482,8 +534,12 @@ def _party_fast(p: dict[str, Any] | None) -> dict[str, Any] | None:
     if p is None:
         return None
     a = p["address"]
-    return {**p, "address": None if a is None else {**a, "lat": _as_float(a["lat"]),
-                                                    "lon": _as_float(a["lon"])}}
+    return {
+        **p,
+        "address": None
+        if a is None
+        else {**a, "lat": _as_float(a["lat"]), "lon": _as_float(a["lon"])},
+    }
 
 
 def stored_form_fast(doc: Document) -> Document:
@@ -492,17 +548,39 @@ def stored_form_fast(doc: Document) -> Document:
     compared again through the exact path. tests/unit proves the two agree."""
     key = doc["key"]
     return {
-        "_id": key, "key": key, "source": doc["source"],
-        "tracking_number": doc["tracking_number"], "status": doc["status"],
+        "_id": key,
+        "key": key,
+        "source": doc["source"],
+        "tracking_number": doc["tracking_number"],
+        "status": doc["status"],
         "service_level": doc["service_level"],
-        "sender": _party_fast(doc["sender"]), "recipient": _party_fast(doc["recipient"]),
-        "items": [{"sku": i["sku"], "description": i["description"],
-                   "quantity": int(i["quantity"]), "weight_kg": _as_float(i["weight_kg"]),
-                   "value": i["value"]} for i in doc["items"]],
-        "events": [{"time": _utc(e["time"]), "status": e["status"], "location": e["location"],
-                    "note": e["note"]} for e in doc["events"]],
-        "price": doc["price"], "cost": doc["cost"],
-        "created_at": _utc(doc["created_at"]), "updated_at": _utc(doc["updated_at"]),
-        "source_seq": int(doc["source_seq"]), "source_rev": int(doc["source_rev"]),
-        "version": int(doc["version"]), "extra": doc["extra"],
+        "sender": _party_fast(doc["sender"]),
+        "recipient": _party_fast(doc["recipient"]),
+        "items": [
+            {
+                "sku": i["sku"],
+                "description": i["description"],
+                "quantity": int(i["quantity"]),
+                "weight_kg": _as_float(i["weight_kg"]),
+                "value": i["value"],
+            }
+            for i in doc["items"]
+        ],
+        "events": [
+            {
+                "time": _utc(e["time"]),
+                "status": e["status"],
+                "location": e["location"],
+                "note": e["note"],
+            }
+            for e in doc["events"]
+        ],
+        "price": doc["price"],
+        "cost": doc["cost"],
+        "created_at": _utc(doc["created_at"]),
+        "updated_at": _utc(doc["updated_at"]),
+        "source_seq": int(doc["source_seq"]),
+        "source_rev": int(doc["source_rev"]),
+        "version": int(doc["version"]),
+        "extra": doc["extra"],
     }

@@ -61,7 +61,10 @@ class ConcurrentWrite(RuntimeError):
 def connect(uri: str, timeout_ms: int = 5000, *, scan: bool = False) -> pymongo.MongoClient:
     """A client that hands back aware UTC datetimes; `scan` for long scans (see above)."""
     return pymongo.MongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
         socketTimeoutMS=SCAN_SOCKET_TIMEOUT_MS if scan else max(timeout_ms, 10000),
     )
 
@@ -86,8 +89,9 @@ def redact_uri(uri: str) -> str:
 
 
 class MongoStore:
-    def __init__(self, client: pymongo.MongoClient, database: str,
-                 collection: str = SHIPMENTS) -> None:
+    def __init__(
+        self, client: pymongo.MongoClient, database: str, collection: str = SHIPMENTS
+    ) -> None:
         self.client = client
         self.db = client[database]
         self.shipments: Collection = self.db[collection]
@@ -97,8 +101,7 @@ class MongoStore:
         self.ferretdb = "ferretdbVersion" in client.admin.command("buildInfo")
 
     @classmethod
-    def open(cls, settings: Settings, *, timeout_ms: int = 5000, scan: bool = False
-             ) -> MongoStore:
+    def open(cls, settings: Settings, *, timeout_ms: int = 5000, scan: bool = False) -> MongoStore:
         """A store on its own client (closed by `close`), for the configured collection."""
         client = connect(settings.mongo.uri, timeout_ms, scan=scan)
         try:
@@ -111,12 +114,15 @@ class MongoStore:
         self.client.close()
 
     def counts(self) -> dict[str, int]:
-        return {"shipments": self.shipments.estimated_document_count(),
-                "dual_backlog": self.backlog.count_documents({}),
-                "dead_letters": self.dead_letters.count_documents({})}
+        return {
+            "shipments": self.shipments.estimated_document_count(),
+            "dual_backlog": self.backlog.count_documents({}),
+            "dead_letters": self.dead_letters.count_documents({}),
+        }
 
-    def apply_snapshot(self, doc: Document,
-                       before_write: Callable[[], None] | None = None) -> MongoWrite:
+    def apply_snapshot(
+        self, doc: Document, before_write: Callable[[], None] | None = None
+    ) -> MongoWrite:
         """Upsert `doc` (no `version` key) if its source_rev is newer than the stored one.
 
         `before_write` runs right before each request that changes the collection: it is the
@@ -138,8 +144,9 @@ class MongoStore:
             return MongoWrite(False, None, None)
         return MongoWrite(True, stored["version"], stored)
 
-    def _apply_snapshot_id_only(self, key: str, body: dict[str, Any],
-                                check: Callable[[], None]) -> MongoWrite:
+    def _apply_snapshot_id_only(
+        self, key: str, body: dict[str, Any], check: Callable[[], None]
+    ) -> MongoWrite:
         # Insert first: most messages of a live stream create shipments, and a duplicate-key
         # refusal is cheap, while a find that misses scans (13 ms at ~700 documents).
         new = {"_id": key, **body, "version": 1}
@@ -176,8 +183,16 @@ class MongoStore:
         return self.shipments.find_one({"_id": key})
 
     # -- dead letters ----------------------------------------------------------------------
-    def dead_letter(self, *, origin: str, reason: str, category: str, raw: bytes,
-                    seq: int | None, key: str | None = None) -> bool:
+    def dead_letter(
+        self,
+        *,
+        origin: str,
+        reason: str,
+        category: str,
+        raw: bytes,
+        seq: int | None,
+        key: str | None = None,
+    ) -> bool:
         """Store a message that could not be applied. Idempotent per (origin, seq)."""
         dedup = f"seq:{seq}" if seq is not None else "sha256:" + hashlib.sha256(raw).hexdigest()
         try:
@@ -185,9 +200,14 @@ class MongoStore:
         except UnicodeDecodeError:
             payload = {"payload_b64": base64.b64encode(raw).decode()}
         entry = {
-            "_id": f"{origin}:{dedup}", "origin": origin, "category": category,
-            "reason": reason, "source_seq": seq, "shipment_key": key,
-            "received_at": datetime.now(UTC), **payload,
+            "_id": f"{origin}:{dedup}",
+            "origin": origin,
+            "category": category,
+            "reason": reason,
+            "source_seq": seq,
+            "shipment_key": key,
+            "received_at": datetime.now(UTC),
+            **payload,
         }
         try:
             self.dead_letters.insert_one(entry)

@@ -45,16 +45,18 @@ SHARE_LOCK = "LOCK IN SHARE MODE"  # MySQL 8 also accepts it; FOR SHARE is MySQL
 # Error numbers after which the same work can be tried again on a fresh transaction.
 DEADLOCK = errorcode.ER_LOCK_DEADLOCK  # 1213
 LOCK_WAIT_TIMEOUT = errorcode.ER_LOCK_WAIT_TIMEOUT  # 1205
-CONNECTION_LOST = frozenset({
-    errorcode.CR_SERVER_GONE_ERROR,  # 2006
-    errorcode.CR_SERVER_LOST,  # 2013
-    errorcode.CR_SERVER_LOST_EXTENDED,  # 2055
-    errorcode.CR_CONN_HOST_ERROR,  # 2003: server restarting / failing over
-    errorcode.CR_CONNECTION_ERROR,  # 2002
-    4031,  # MySQL 8.0.24+: disconnected by the server because of inactivity
-    1927,  # MariaDB: ER_CONNECTION_KILLED
-    errorcode.ER_SERVER_SHUTDOWN,  # 1053
-})
+CONNECTION_LOST = frozenset(
+    {
+        errorcode.CR_SERVER_GONE_ERROR,  # 2006
+        errorcode.CR_SERVER_LOST,  # 2013
+        errorcode.CR_SERVER_LOST_EXTENDED,  # 2055
+        errorcode.CR_CONN_HOST_ERROR,  # 2003: server restarting / failing over
+        errorcode.CR_CONNECTION_ERROR,  # 2002
+        4031,  # MySQL 8.0.24+: disconnected by the server because of inactivity
+        1927,  # MariaDB: ER_CONNECTION_KILLED
+        errorcode.ER_SERVER_SHUTDOWN,  # 1053
+    }
+)
 RETRYABLE = frozenset({DEADLOCK, LOCK_WAIT_TIMEOUT}) | CONNECTION_LOST
 
 
@@ -119,9 +121,9 @@ def is_connection_lost(err: BaseException) -> bool:
 def retrying(attempts: int = 8, max_wait_s: float = 2.0) -> Retrying:
     """Tenacity retry loop for retryable MySQL errors; re-raises the last error.
 
-        for attempt in retrying():
-            with attempt:
-                ...  # one whole transaction, rolled back on error
+    for attempt in retrying():
+        with attempt:
+            ...  # one whole transaction, rolled back on error
     """
     return Retrying(
         retry=retry_if_exception(is_retryable),
@@ -202,8 +204,9 @@ def read_snapshot(conn: MySQLConnectionAbstract) -> Iterator[MySQLConnectionAbst
 T = TypeVar("T")
 
 
-def run_in_transaction(conn: MySQLConnectionAbstract, fn: Callable[[Any], T], *,
-                       retry: Retrying | None = None) -> T:
+def run_in_transaction(
+    conn: MySQLConnectionAbstract, fn: Callable[[Any], T], *, retry: Retrying | None = None
+) -> T:
     """`fn(cursor)` in one transaction, committed; retried as a whole on deadlocks,
     lock-wait timeouts and lost connections (reconnecting first). Any other error rolls
     back and propagates. `fn` must be safe to run again (it is, when all it does is SQL

@@ -65,18 +65,26 @@ def _assemble(cur: Any, roots: list[dict[str, Any]]) -> list[Document]:
     children: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for table, columns, order, attr in CHILD_TABLES:
         by_key: dict[str, list[dict[str, Any]]] = {}
-        for row in _rows(cur, f"SELECT {', '.join(columns)} FROM {table} WHERE shipment_key "
-                              f"IN ({placeholders(len(keys))}) ORDER BY shipment_key, {order}",
-                         keys):
+        for row in _rows(
+            cur,
+            f"SELECT {', '.join(columns)} FROM {table} WHERE shipment_key "
+            f"IN ({placeholders(len(keys))}) ORDER BY shipment_key, {order}",
+            keys,
+        ):
             by_key.setdefault(row["shipment_key"], []).append(row)
         children[attr] = by_key
-    return [rows_to_document(Rows(root=root, **{
-        attr: children[attr].get(root["shipment_key"], []) for *_, attr in CHILD_TABLES}))
-        for root in roots]
+    return [
+        rows_to_document(
+            Rows(
+                root=root,
+                **{attr: children[attr].get(root["shipment_key"], []) for *_, attr in CHILD_TABLES},
+            )
+        )
+        for root in roots
+    ]
 
 
-def load_documents(cur: Any, keys: Iterable[str], *, batch_size: int = 500
-                   ) -> dict[str, Document]:
+def load_documents(cur: Any, keys: Iterable[str], *, batch_size: int = 500) -> dict[str, Document]:
     """Documents for `keys` (absent keys are left out), four queries per batch of keys.
 
     For a consistent view across the four tables run it inside one transaction
@@ -84,15 +92,22 @@ def load_documents(cur: Any, keys: Iterable[str], *, batch_size: int = 500
     """
     out: dict[str, Document] = {}
     for chunk in chunks(list(dict.fromkeys(keys)), batch_size):
-        roots = _rows(cur, f"{ROOT_SELECT} WHERE shipment_key IN ({placeholders(len(chunk))})",
-                      chunk)
+        roots = _rows(
+            cur, f"{ROOT_SELECT} WHERE shipment_key IN ({placeholders(len(chunk))})", chunk
+        )
         for doc in _assemble(cur, roots):
             out[doc["key"]] = doc
     return out
 
 
-def iter_documents(cur: Any, after_key: str | None = None, limit: int | None = None, *,
-                   upper_key: str | None = None, batch_size: int = 500) -> Iterator[Document]:
+def iter_documents(
+    cur: Any,
+    after_key: str | None = None,
+    limit: int | None = None,
+    *,
+    upper_key: str | None = None,
+    batch_size: int = 500,
+) -> Iterator[Document]:
     """Documents in key order (binary = MongoDB's order) with after_key < key <= upper_key
     (None = unbounded), at most `limit` of them; four queries per batch (keyset paging)."""
     remaining = limit
@@ -117,8 +132,7 @@ def iter_documents(cur: Any, after_key: str | None = None, limit: int | None = N
 
 # Locks the row (or, under REPEATABLE READ, the gap where it would be) so the caller's
 # version check and its write are one step: mysql-primary's live write.
-VERSION_FOR_UPDATE = ("SELECT version, source_rev FROM shipment WHERE shipment_key = %s "
-                      "FOR UPDATE")
+VERSION_FOR_UPDATE = "SELECT version, source_rev FROM shipment WHERE shipment_key = %s FOR UPDATE"
 
 
 def lock_version(cur: Any, key: str) -> tuple[int, int] | None:
@@ -133,8 +147,10 @@ def delete_shipment(cur: Any, key: str) -> None:
     cur.execute("DELETE FROM shipment WHERE shipment_key = %s", (key,))
 
 
-WRITTEN_SINCE = ("SELECT shipment_key, version FROM shipment WHERE written_epoch >= %s "
-                 "AND shipment_key > %s ORDER BY shipment_key LIMIT %s")
+WRITTEN_SINCE = (
+    "SELECT shipment_key, version FROM shipment WHERE written_epoch >= %s "
+    "AND shipment_key > %s ORDER BY shipment_key LIMIT %s"
+)
 
 
 def written_since(cur: Any, epoch: int, after: str, limit: int) -> list[tuple[str, int]]:
@@ -144,8 +160,10 @@ def written_since(cur: Any, epoch: int, after: str, limit: int) -> list[tuple[st
 
 
 def random_keys(cur: Any, n: int) -> list[str]:
-    return [r[0] for r in _fetch(cur, "SELECT shipment_key FROM shipment ORDER BY RAND() "
-                                      "LIMIT %s", (n,))]
+    return [
+        r[0]
+        for r in _fetch(cur, "SELECT shipment_key FROM shipment ORDER BY RAND() LIMIT %s", (n,))
+    ]
 
 
 def _fetch(cur: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -170,21 +188,29 @@ class ControlState:
         return self.state == "stable"
 
 
-CONTROL_SELECT = ("SELECT mode, epoch, state, target_mode, flip_epoch, changed_at "
-                  "FROM lazyshift_control WHERE id = 1")
+CONTROL_SELECT = (
+    "SELECT mode, epoch, state, target_mode, flip_epoch, changed_at "
+    "FROM lazyshift_control WHERE id = 1"
+)
 # The drain starts under the row's exclusive lock: it waits for every in-flight write, which
 # holds the row's share lock (guarded_write.check_epoch) until it commits.
-BEGIN_DRAIN = ("UPDATE lazyshift_control SET state = 'draining', target_mode = %s, epoch = %s, "
-               "changed_at = UTC_TIMESTAMP(6) WHERE id = 1 AND epoch = %s AND state = 'stable'")
+BEGIN_DRAIN = (
+    "UPDATE lazyshift_control SET state = 'draining', target_mode = %s, epoch = %s, "
+    "changed_at = UTC_TIMESTAMP(6) WHERE id = 1 AND epoch = %s AND state = 'stable'"
+)
 # flip_epoch: set by the flip (dual -> mysql-primary), kept while MySQL is primary, cleared
 # when MongoDB is the truth again.
-COMMIT_MODE = ("UPDATE lazyshift_control SET mode = %s, state = 'stable', target_mode = NULL, "
-               "flip_epoch = COALESCE(%s, CASE WHEN %s IN ('mongo', 'dual') THEN NULL "
-               "ELSE flip_epoch END), changed_at = UTC_TIMESTAMP(6), note = %s "
-               "WHERE id = 1 AND epoch = %s AND state = 'draining'")
-RESTORE_MODE = ("UPDATE lazyshift_control SET mode = %s, state = 'stable', target_mode = NULL, "
-                "epoch = %s, changed_at = UTC_TIMESTAMP(6), note = 'transition aborted' "
-                "WHERE id = 1 AND epoch = %s")
+COMMIT_MODE = (
+    "UPDATE lazyshift_control SET mode = %s, state = 'stable', target_mode = NULL, "
+    "flip_epoch = COALESCE(%s, CASE WHEN %s IN ('mongo', 'dual') THEN NULL "
+    "ELSE flip_epoch END), changed_at = UTC_TIMESTAMP(6), note = %s "
+    "WHERE id = 1 AND epoch = %s AND state = 'draining'"
+)
+RESTORE_MODE = (
+    "UPDATE lazyshift_control SET mode = %s, state = 'stable', target_mode = NULL, "
+    "epoch = %s, changed_at = UTC_TIMESTAMP(6), note = 'transition aborted' "
+    "WHERE id = 1 AND epoch = %s"
+)
 
 
 def read_control(cur: Any) -> ControlState:
@@ -200,8 +226,9 @@ def read_control(cur: Any) -> ControlState:
     if not rows:
         raise NotMigrated("no control row")
     r = rows[0]
-    return ControlState(r["mode"], int(r["epoch"]), r["state"], r["target_mode"],
-                        r["flip_epoch"], r["changed_at"])
+    return ControlState(
+        r["mode"], int(r["epoch"]), r["state"], r["target_mode"], r["flip_epoch"], r["changed_at"]
+    )
 
 
 def begin_drain(cur: Any, target: str, new_epoch: int, old_epoch: int) -> bool:
@@ -226,16 +253,20 @@ def current_epoch(cur: Any) -> int | None:
 
 # -- client heartbeats ---------------------------------------------------------------------------
 
-CLIENTS = ("SELECT client_id, host, pid, partition_spec, mode, acked_epoch, mysql_connection_id, "
-           "stats, last_seen, TIMESTAMPDIFF(MICROSECOND, last_seen, UTC_TIMESTAMP(6)) / 1e6 "
-           "AS age_s FROM client_heartbeat ORDER BY client_id")
-BEAT = ("INSERT INTO client_heartbeat (client_id, host, pid, partition_spec, mode, acked_epoch, "
-        "mysql_connection_id, last_seen, stats) VALUES "
-        "(%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s) ON DUPLICATE KEY UPDATE "
-        "host = VALUES(host), pid = VALUES(pid), partition_spec = VALUES(partition_spec), "
-        "mode = VALUES(mode), acked_epoch = VALUES(acked_epoch), "
-        "mysql_connection_id = VALUES(mysql_connection_id), last_seen = VALUES(last_seen), "
-        "stats = VALUES(stats)")
+CLIENTS = (
+    "SELECT client_id, host, pid, partition_spec, mode, acked_epoch, mysql_connection_id, "
+    "stats, last_seen, TIMESTAMPDIFF(MICROSECOND, last_seen, UTC_TIMESTAMP(6)) / 1e6 "
+    "AS age_s FROM client_heartbeat ORDER BY client_id"
+)
+BEAT = (
+    "INSERT INTO client_heartbeat (client_id, host, pid, partition_spec, mode, acked_epoch, "
+    "mysql_connection_id, last_seen, stats) VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s) ON DUPLICATE KEY UPDATE "
+    "host = VALUES(host), pid = VALUES(pid), partition_spec = VALUES(partition_spec), "
+    "mode = VALUES(mode), acked_epoch = VALUES(acked_epoch), "
+    "mysql_connection_id = VALUES(mysql_connection_id), last_seen = VALUES(last_seen), "
+    "stats = VALUES(stats)"
+)
 
 
 def clients(cur: Any, heartbeat_timeout_s: float) -> list[dict[str, Any]]:
@@ -261,8 +292,19 @@ class Heartbeat:
 
 
 def beat(cur: Any, hb: Heartbeat) -> None:
-    cur.execute(BEAT, (hb.client_id, hb.host, hb.pid, hb.partition, hb.mode, hb.acked_epoch,
-                       hb.connection_id, json.dumps(hb.stats, default=str)))
+    cur.execute(
+        BEAT,
+        (
+            hb.client_id,
+            hb.host,
+            hb.pid,
+            hb.partition,
+            hb.mode,
+            hb.acked_epoch,
+            hb.connection_id,
+            json.dumps(hb.stats, default=str),
+        ),
+    )
 
 
 def remove_client(cur: Any, client_id: str) -> None:
@@ -276,9 +318,11 @@ def kill_connection(cur: Any, connection_id: int) -> None:
 # -- stream offsets ------------------------------------------------------------------------------
 
 # GREATEST: a slower writer can never move an offset backwards.
-SAVE_OFFSET = ("INSERT INTO client_offset (partition_spec, seq, updated_at) VALUES "
-               "(%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
-               "seq = GREATEST(seq, VALUES(seq)), updated_at = VALUES(updated_at)")
+SAVE_OFFSET = (
+    "INSERT INTO client_offset (partition_spec, seq, updated_at) VALUES "
+    "(%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE "
+    "seq = GREATEST(seq, VALUES(seq)), updated_at = VALUES(updated_at)"
+)
 
 
 def load_offset(cur: Any, partition: str) -> int:
@@ -298,9 +342,11 @@ def max_offset(cur: Any) -> int:
 # -- dead letters --------------------------------------------------------------------------------
 
 # One row per (origin, dedup_key): a replayed message or a re-read document is recorded once.
-INSERT_DEAD_LETTER = ("INSERT INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
-                      "reason, payload, created_at) VALUES {rows} "
-                      "ON DUPLICATE KEY UPDATE id = id")
+INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
+    "reason, payload, created_at) VALUES {rows} "
+    "ON DUPLICATE KEY UPDATE id = id"
+)
 
 
 @dataclass(frozen=True)
@@ -313,8 +359,9 @@ class DeadLetter:
     key: str | None = None
 
 
-def message_dead_letter(origin: str, raw: bytes, reason: str, seq: int | None,
-                        key: str | None) -> DeadLetter:
+def message_dead_letter(
+    origin: str, raw: bytes, reason: str, seq: int | None, key: str | None
+) -> DeadLetter:
     """A stream message that could not be applied: deduplicated by its sequence number."""
     text = raw.decode("utf-8", errors="replace")
     dedup = f"seq:{seq}" if seq is not None else "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -338,53 +385,82 @@ def insert_dead_letters(cur: Any, letters: Sequence[DeadLetter]) -> int:
         return 0
     params: list[Any] = []
     for d in letters:
-        params += [d.origin, d.dedup_key[:DEDUP_MAX], d.seq,
-                   d.key[:KEY_MAX] if d.key else None, d.reason, d.payload]
+        params += [
+            d.origin,
+            d.dedup_key[:DEDUP_MAX],
+            d.seq,
+            d.key[:KEY_MAX] if d.key else None,
+            d.reason,
+            d.payload,
+        ]
     row = "(" + placeholders(6) + ", UTC_TIMESTAMP(6))"
     cur.execute(INSERT_DEAD_LETTER.format(rows=", ".join([row] * len(letters))), tuple(params))
     return max(0, cur.rowcount)
 
 
 def dead_letter_keys(cur: Any) -> set[str]:
-    return {r[0] for r in _fetch(cur, "SELECT DISTINCT shipment_key FROM dead_letter "
-                                      "WHERE shipment_key IS NOT NULL")}
+    return {
+        r[0]
+        for r in _fetch(
+            cur, "SELECT DISTINCT shipment_key FROM dead_letter WHERE shipment_key IS NOT NULL"
+        )
+    }
 
 
 def dead_letter_seqs(cur: Any, origin: str) -> set[int]:
-    return {int(r[0]) for r in _fetch(cur, "SELECT source_seq FROM dead_letter WHERE origin = %s "
-                                           "AND source_seq IS NOT NULL", (origin,))}
+    return {
+        int(r[0])
+        for r in _fetch(
+            cur,
+            "SELECT source_seq FROM dead_letter WHERE origin = %s AND source_seq IS NOT NULL",
+            (origin,),
+        )
+    }
 
 
 def dead_letter_samples(cur: Any, origin: str, limit: int = 20) -> list[dict[str, Any]]:
-    return _rows(cur, "SELECT dedup_key, reason FROM dead_letter WHERE origin = %s "
-                      "ORDER BY id LIMIT %s", (origin, limit))
+    return _rows(
+        cur,
+        "SELECT dedup_key, reason FROM dead_letter WHERE origin = %s ORDER BY id LIMIT %s",
+        (origin, limit),
+    )
 
 
 # -- backfill ------------------------------------------------------------------------------------
 
-PARTITION_COLUMNS = ("id, kind, lower_key, upper_key, checkpoint_key, status, lease_owner, "
-                     "lease_expires, docs_estimate, docs_done, docs_written, docs_dead, attempts")
+PARTITION_COLUMNS = (
+    "id, kind, lower_key, upper_key, checkpoint_key, status, lease_owner, "
+    "lease_expires, docs_estimate, docs_done, docs_written, docs_dead, attempts"
+)
 # SKIP LOCKED: workers on every host lease different partitions without waiting on each other;
 # an expired lease (a dead worker) is taken over from its checkpoint.
-LEASE_FREE = ("SELECT id, kind, upper_key, checkpoint_key FROM backfill_partition "
-              "WHERE status <> 'done' AND (lease_owner IS NULL OR "
-              "lease_expires < UTC_TIMESTAMP(6)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED")
-TAKE_LEASE = ("UPDATE backfill_partition SET lease_owner = %s, status = 'running', "
-              "lease_expires = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, "
-              "attempts = attempts + 1, updated_at = UTC_TIMESTAMP(6) WHERE id = %s")
+LEASE_FREE = (
+    "SELECT id, kind, upper_key, checkpoint_key FROM backfill_partition "
+    "WHERE status <> 'done' AND (lease_owner IS NULL OR "
+    "lease_expires < UTC_TIMESTAMP(6)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+TAKE_LEASE = (
+    "UPDATE backfill_partition SET lease_owner = %s, status = 'running', "
+    "lease_expires = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, "
+    "attempts = attempts + 1, updated_at = UTC_TIMESTAMP(6) WHERE id = %s"
+)
 # The batch's transaction locks its partition row first: a worker whose lease was taken over
 # finds another owner (or another checkpoint) and writes nothing.
-LOCK_PARTITION = ("SELECT checkpoint_key, lease_owner FROM backfill_partition WHERE id = %s "
-                  "FOR UPDATE")
+LOCK_PARTITION = (
+    "SELECT checkpoint_key, lease_owner FROM backfill_partition WHERE id = %s FOR UPDATE"
+)
 ADVANCE_CHECKPOINT = (
     "UPDATE backfill_partition SET checkpoint_key = %s, docs_done = docs_done + %s, "
     "docs_written = docs_written + %s, docs_dead = docs_dead + %s, "
     "lease_expires = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, "
-    "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND lease_owner = %s")
-PROGRESS = ("SELECT COUNT(*) AS n, COALESCE(SUM(status = 'done'), 0) AS d, "
-            "COALESCE(SUM(docs_estimate), 0) AS t, COALESCE(SUM(docs_done), 0) AS done, "
-            "COALESCE(SUM(docs_written), 0) AS w, COALESCE(SUM(docs_dead), 0) AS dead, "
-            "MAX(finished_at) AS finished FROM backfill_partition")
+    "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND lease_owner = %s"
+)
+PROGRESS = (
+    "SELECT COUNT(*) AS n, COALESCE(SUM(status = 'done'), 0) AS d, "
+    "COALESCE(SUM(docs_estimate), 0) AS t, COALESCE(SUM(docs_done), 0) AS done, "
+    "COALESCE(SUM(docs_written), 0) AS w, COALESCE(SUM(docs_dead), 0) AS dead, "
+    "MAX(finished_at) AS finished FROM backfill_partition"
+)
 
 
 def _interval_us(seconds: float) -> int:
@@ -392,9 +468,14 @@ def _interval_us(seconds: float) -> int:
 
 
 def backfill_schema_ready(cur: Any) -> bool:
-    return bool(_scalar(cur, "SELECT COUNT(*) FROM information_schema.columns WHERE "
-                             "table_schema = DATABASE() AND table_name = 'backfill_partition' "
-                             "AND column_name = 'docs_dead'"))
+    return bool(
+        _scalar(
+            cur,
+            "SELECT COUNT(*) FROM information_schema.columns WHERE "
+            "table_schema = DATABASE() AND table_name = 'backfill_partition' "
+            "AND column_name = 'docs_dead'",
+        )
+    )
 
 
 def named_lock(cur: Any, name: str, timeout_s: float) -> bool:
@@ -407,8 +488,9 @@ def release_named_lock(cur: Any, name: str) -> None:
 
 def partition_totals(cur: Any) -> tuple[int, int]:
     """(partitions, documents estimated) of the current plan."""
-    n, t = _fetch(cur, "SELECT COUNT(*), COALESCE(SUM(docs_estimate), 0) "
-                       "FROM backfill_partition")[0]
+    n, t = _fetch(cur, "SELECT COUNT(*), COALESCE(SUM(docs_estimate), 0) FROM backfill_partition")[
+        0
+    ]
     return int(n), int(t)
 
 
@@ -418,7 +500,8 @@ def insert_partitions(cur: Any, rows: Sequence[tuple[Any, ...]], run_id: str) ->
         "INSERT INTO backfill_partition (id, kind, lower_key, upper_key, checkpoint_key, "
         "docs_estimate, run_id, status, updated_at) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending', UTC_TIMESTAMP(6))",
-        [(i, kind, lo, up, lo, est, run_id) for i, kind, lo, up, est in rows])
+        [(i, kind, lo, up, lo, est, run_id) for i, kind, lo, up, est in rows],
+    )
     cur.execute("UPDATE backfill_control SET run_id = %s WHERE id = 1", (run_id,))
 
 
@@ -446,8 +529,10 @@ def backfill_progress(cur: Any) -> dict[str, Any]:
     """Totals over the plan: n, d (done), t (estimate), done, w (written), dead, finished,
     states {status: partitions}, paused, shipments (MySQL rows)."""
     agg = _rows(cur, PROGRESS)[0]
-    agg["states"] = {r["status"]: int(r["n"]) for r in _rows(
-        cur, "SELECT status, COUNT(*) AS n FROM backfill_partition GROUP BY status")}
+    agg["states"] = {
+        r["status"]: int(r["n"])
+        for r in _rows(cur, "SELECT status, COUNT(*) AS n FROM backfill_partition GROUP BY status")
+    }
     agg["paused"] = backfill_paused(cur)
     agg["shipments"] = shipment_count(cur)
     return agg
@@ -467,8 +552,9 @@ def lease_partition(cur: Any, owner: str, lease_s: float) -> dict[str, Any] | No
     return found[0]
 
 
-def set_partition_state(cur: Any, pid: int, owner: str, status: str, lease_s: float,
-                        release: bool) -> bool:
+def set_partition_state(
+    cur: Any, pid: int, owner: str, status: str, lease_s: float, release: bool
+) -> bool:
     """Set the status (renewing the lease, or releasing it); False if `owner` lost it."""
     sets = ["status = %s"]
     params: list[Any] = [status]
@@ -479,9 +565,11 @@ def set_partition_state(cur: Any, pid: int, owner: str, status: str, lease_s: fl
         params.append(_interval_us(lease_s))
     if status == "done":
         sets.append("finished_at = UTC_TIMESTAMP(6)")
-    cur.execute(f"UPDATE backfill_partition SET {', '.join(sets)}, "
-                "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND lease_owner = %s",
-                (*params, pid, owner))
+    cur.execute(
+        f"UPDATE backfill_partition SET {', '.join(sets)}, "
+        "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND lease_owner = %s",
+        (*params, pid, owner),
+    )
     return cur.rowcount == 1
 
 
@@ -491,24 +579,43 @@ def lock_partition(cur: Any, pid: int) -> tuple[str | None, str | None] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
-def advance_checkpoint(cur: Any, pid: int, owner: str, checkpoint: str | None, done: int,
-                       written: int, dead: int, lease_s: float) -> None:
-    cur.execute(ADVANCE_CHECKPOINT, (checkpoint, done, written, dead, _interval_us(lease_s),
-                                     pid, owner))
+def advance_checkpoint(
+    cur: Any,
+    pid: int,
+    owner: str,
+    checkpoint: str | None,
+    done: int,
+    written: int,
+    dead: int,
+    lease_s: float,
+) -> None:
+    cur.execute(
+        ADVANCE_CHECKPOINT, (checkpoint, done, written, dead, _interval_us(lease_s), pid, owner)
+    )
 
 
 # -- verify runs ---------------------------------------------------------------------------------
 
-LAST_FULL_VERIFY = ("SELECT differences, started_at, finished_at FROM verify_run "
-                    "WHERE scope = 'full' AND source LIKE 'mongo:%' ORDER BY id DESC LIMIT 1")
+LAST_FULL_VERIFY = (
+    "SELECT differences, started_at, finished_at FROM verify_run "
+    "WHERE scope = 'full' AND source LIKE 'mongo:%' ORDER BY id DESC LIMIT 1"
+)
 
 
-def record_verify_run(cur: Any, source: str, truth: str, scope: str, differences: int,
-                      summary: dict[str, Any], started_at: datetime) -> None:
-    cur.execute("INSERT INTO verify_run (source, truth, scope, differences, summary, "
-                "started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                (source[:255], truth, scope, differences, json.dumps(summary, default=str),
-                 started_at))
+def record_verify_run(
+    cur: Any,
+    source: str,
+    truth: str,
+    scope: str,
+    differences: int,
+    summary: dict[str, Any],
+    started_at: datetime,
+) -> None:
+    cur.execute(
+        "INSERT INTO verify_run (source, truth, scope, differences, summary, "
+        "started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+        (source[:255], truth, scope, differences, json.dumps(summary, default=str), started_at),
+    )
 
 
 def last_full_verify(cur: Any) -> dict[str, Any] | None:
@@ -519,11 +626,14 @@ def last_full_verify(cur: Any) -> dict[str, Any] | None:
 # -- archives ------------------------------------------------------------------------------------
 
 
-def record_archive(cur: Any, location: str, count: int, sha256: str,
-                   manifest: dict[str, Any]) -> int:
-    cur.execute("INSERT INTO archive_record (location, doc_count, sha256, manifest, created_at) "
-                "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                (location, count, sha256, dump_json(manifest)))
+def record_archive(
+    cur: Any, location: str, count: int, sha256: str, manifest: dict[str, Any]
+) -> int:
+    cur.execute(
+        "INSERT INTO archive_record (location, doc_count, sha256, manifest, created_at) "
+        "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
+        (location, count, sha256, dump_json(manifest)),
+    )
     return int(cur.lastrowid)
 
 

@@ -59,8 +59,9 @@ class _Obj:
 
     def __init__(self, data: Any, path: str) -> None:
         if not isinstance(data, dict):
-            raise Malformed("wrong-type", f"{path or 'message'}: expected object, got "
-                            f"{_json_type(data)}")
+            raise Malformed(
+                "wrong-type", f"{path or 'message'}: expected object, got {_json_type(data)}"
+            )
         self.data = data
         self.path = path
         self.seen: set[str] = set()
@@ -77,11 +78,14 @@ class _Obj:
         value = self.data[key]
         # bool is an int in Python; a JSON true where a number belongs is still a wrong type.
         if isinstance(value, bool) and bool not in types:
-            raise Malformed("wrong-type", f"{self._where(key)}: expected "
-                            f"{_names(types)}, got boolean")
+            raise Malformed(
+                "wrong-type", f"{self._where(key)}: expected {_names(types)}, got boolean"
+            )
         if not isinstance(value, types):
-            raise Malformed("wrong-type", f"{self._where(key)}: expected {_names(types)}, got "
-                            f"{_json_type(value)}")
+            raise Malformed(
+                "wrong-type",
+                f"{self._where(key)}: expected {_names(types)}, got {_json_type(value)}",
+            )
         return value
 
     def str(self, key: str, required: bool = True) -> str | None:
@@ -113,8 +117,14 @@ def _names(types: tuple[type, ...]) -> str:
 
 
 def _json_type_name(t: type) -> str:
-    return {str: "string", int: "integer", float: "number", dict: "object", list: "array",
-            bool: "boolean"}.get(t, t.__name__)
+    return {
+        str: "string",
+        int: "integer",
+        float: "number",
+        dict: "object",
+        list: "array",
+        bool: "boolean",
+    }.get(t, t.__name__)
 
 
 def _json_type(v: Any) -> str:
@@ -168,22 +178,45 @@ def parse_js_date(text: str, where: str = "creationDate") -> datetime:
 
 
 def _address(street, city, postal_code, country, lat, lon) -> dict[str, Any]:
-    return {"street": street, "city": city, "postal_code": postal_code, "country": country,
-            "lat": None if lat is None else float(lat), "lon": None if lon is None else float(lon)}
+    return {
+        "street": street,
+        "city": city,
+        "postal_code": postal_code,
+        "country": country,
+        "lat": None if lat is None else float(lat),
+        "lon": None if lon is None else float(lon),
+    }
 
 
 def _party(name=None, first_name=None, last_name=None, email=None, phone=None, address=None):
-    return {"name": name, "first_name": first_name, "last_name": last_name, "email": email,
-            "phone": phone, "address": address}
+    return {
+        "name": name,
+        "first_name": first_name,
+        "last_name": last_name,
+        "email": email,
+        "phone": phone,
+        "address": address,
+    }
 
 
 def _base(source: str, native_id: str, msg: _Obj) -> Document:
     key = f"{source}:{native_id}"
     return {
-        "_id": key, "key": key, "source": source, "tracking_number": None, "status": None,
-        "service_level": None, "sender": None, "recipient": None, "items": [], "events": [],
-        "price": None, "cost": None,
-        "source_seq": msg.int("seq"), "source_rev": msg.int("rev"), "extra": {},
+        "_id": key,
+        "key": key,
+        "source": source,
+        "tracking_number": None,
+        "status": None,
+        "service_level": None,
+        "sender": None,
+        "recipient": None,
+        "items": [],
+        "events": [],
+        "price": None,
+        "cost": None,
+        "source_seq": msg.int("seq"),
+        "source_rev": msg.int("rev"),
+        "extra": {},
     }
 
 
@@ -203,10 +236,18 @@ def normalise_legacy(msg: _Obj) -> Document:
     coords = address.obj("coordinates", required=False)
     first, last = receiver.str("firstName"), receiver.str("lastName")
     doc["recipient"] = _party(
-        name=f"{first} {last}", first_name=first, last_name=last, email=receiver.str("email"),
-        address=_address(address.str("street"), address.str("city"), None,
-                         address.str("country"),
-                         coords.num("y") if coords else None, coords.num("x") if coords else None),
+        name=f"{first} {last}",
+        first_name=first,
+        last_name=last,
+        email=receiver.str("email"),
+        address=_address(
+            address.str("street"),
+            address.str("city"),
+            None,
+            address.str("country"),
+            coords.num("y") if coords else None,
+            coords.num("x") if coords else None,
+        ),
     )
     doc["price"] = _money(msg.num("price"), NO_CURRENCY, "price")
     created = parse_js_date(msg.str("creationDate"))
@@ -218,9 +259,15 @@ def normalise_legacy(msg: _Obj) -> Document:
     return doc
 
 
-_ACME_STATUS = {"CREATED": "created", "PICKED_UP": "picked_up", "IN_TRANSIT": "in_transit",
-                "OUT_FOR_DELIVERY": "out_for_delivery", "DELIVERED": "delivered",
-                "EXCEPTION": "exception", "RETURNED": "returned"}
+_ACME_STATUS = {
+    "CREATED": "created",
+    "PICKED_UP": "picked_up",
+    "IN_TRANSIT": "in_transit",
+    "OUT_FOR_DELIVERY": "out_for_delivery",
+    "DELIVERED": "delivered",
+    "EXCEPTION": "exception",
+    "RETURNED": "returned",
+}
 
 
 def _mapped(value: str, table: dict[str, str], where: str) -> str:
@@ -242,10 +289,19 @@ def normalise_acme(msg: _Obj) -> Document:
             continue
         a = p.obj("address", required=False)
         doc[role] = _party(
-            name=p.str("name", False), email=p.str("email", False), phone=p.str("phone", False),
-            address=None if a is None else _address(
-                a.str("line1", False), a.str("city", False), a.str("postalCode", False),
-                a.str("country", False), a.num("lat", False), a.num("lng", False)),
+            name=p.str("name", False),
+            email=p.str("email", False),
+            phone=p.str("phone", False),
+            address=None
+            if a is None
+            else _address(
+                a.str("line1", False),
+                a.str("city", False),
+                a.str("postalCode", False),
+                a.str("country", False),
+                a.num("lat", False),
+                a.num("lng", False),
+            ),
         )
         p.unknown(extra)
         if a is not None:
@@ -253,19 +309,28 @@ def normalise_acme(msg: _Obj) -> Document:
     for i, raw in enumerate(msg.arr("items")):
         it = _Obj(raw, f"items.{i}")
         value = it.num("value", False)
-        doc["items"].append({
-            "sku": it.str("sku", False), "description": it.str("description", False),
-            "quantity": it.int("qty"), "weight_kg": _float(it.num("weightKg", False)),
-            "value": None if value is None else _money(value, it.str("currency"), it._where(
-                "value")),
-        })
+        doc["items"].append(
+            {
+                "sku": it.str("sku", False),
+                "description": it.str("description", False),
+                "quantity": it.int("qty"),
+                "weight_kg": _float(it.num("weightKg", False)),
+                "value": None
+                if value is None
+                else _money(value, it.str("currency"), it._where("value")),
+            }
+        )
         it.unknown(extra)
     for i, raw in enumerate(msg.arr("events")):
         ev = _Obj(raw, f"events.{i}")
-        doc["events"].append({
-            "time": _iso(ev.str("timestamp"), ev._where("timestamp")), "status": ev.str("code"),
-            "location": ev.str("location", False), "note": ev.str("remarks", False),
-        })
+        doc["events"].append(
+            {
+                "time": _iso(ev.str("timestamp"), ev._where("timestamp")),
+                "status": ev.str("code"),
+                "location": ev.str("location", False),
+                "note": ev.str("remarks", False),
+            }
+        )
         ev.unknown(extra)
     charges = msg.obj("charges", required=False)
     if charges is not None:
@@ -288,8 +353,18 @@ def _cents(v: int | None, currency: str | None, where: str) -> dict[str, str] | 
     return None if v is None else _money(Decimal(v) / 100, currency, where)
 
 
-_SWIFT_STATUS = {s: s for s in ("created", "in_transit", "out_for_delivery", "delivered",
-                                "returned", "exception", "picked_up")}
+_SWIFT_STATUS = {
+    s: s
+    for s in (
+        "created",
+        "in_transit",
+        "out_for_delivery",
+        "delivered",
+        "returned",
+        "exception",
+        "picked_up",
+    )
+}
 
 
 def normalise_swiftpost(msg: _Obj) -> Document:
@@ -304,34 +379,52 @@ def normalise_swiftpost(msg: _Obj) -> Document:
         if p is None:
             continue
         geo = p.arr("geo", required=False)
-        if geo and (len(geo) != 2 or not all(isinstance(g, int | float) and not isinstance(
-                g, bool) for g in geo)):
+        if geo and (
+            len(geo) != 2
+            or not all(isinstance(g, int | float) and not isinstance(g, bool) for g in geo)
+        ):
             raise Malformed("wrong-type", f"{field}.geo: expected [lat, lon], got {geo!r}")
         doc[role] = _party(
-            name=p.str("full_name", False), email=p.str("email", False),
-            address=_address(p.str("street", False), p.str("town", False), p.str("zip", False),
-                             p.str("country_code", False),
-                             geo[0] if geo else None, geo[1] if geo else None),
+            name=p.str("full_name", False),
+            email=p.str("email", False),
+            address=_address(
+                p.str("street", False),
+                p.str("town", False),
+                p.str("zip", False),
+                p.str("country_code", False),
+                geo[0] if geo else None,
+                geo[1] if geo else None,
+            ),
         )
         p.unknown(extra)
     currency = msg.str("currency", False)
     for i, raw in enumerate(msg.arr("parcels")):
         it = _Obj(raw, f"parcels.{i}")
         grams = it.int("grams", False)
-        doc["items"].append({
-            "sku": it.str("article", False), "description": it.str("desc", False),
-            "quantity": it.int("count"),
-            "weight_kg": None if grams is None else grams / 1000,
-            "value": _cents(it.int("value_cents", False), it.str("currency", False) or currency,
-                            it._where("value_cents")),
-        })
+        doc["items"].append(
+            {
+                "sku": it.str("article", False),
+                "description": it.str("desc", False),
+                "quantity": it.int("count"),
+                "weight_kg": None if grams is None else grams / 1000,
+                "value": _cents(
+                    it.int("value_cents", False),
+                    it.str("currency", False) or currency,
+                    it._where("value_cents"),
+                ),
+            }
+        )
         it.unknown(extra)
     for i, raw in enumerate(msg.arr("scans")):
         ev = _Obj(raw, f"scans.{i}")
-        doc["events"].append({
-            "time": _epoch(ev.num("ts"), ev._where("ts")), "status": ev.str("state"),
-            "location": ev.str("place", False), "note": ev.str("comment", False),
-        })
+        doc["events"].append(
+            {
+                "time": _epoch(ev.num("ts"), ev._where("ts")),
+                "status": ev.str("state"),
+                "location": ev.str("place", False),
+                "note": ev.str("comment", False),
+            }
+        )
         ev.unknown(extra)
     doc["price"] = _cents(msg.int("price_cents", False), currency, "price_cents")
     doc["cost"] = _cents(msg.int("cost_cents", False), currency, "cost_cents")
@@ -341,9 +434,15 @@ def normalise_swiftpost(msg: _Obj) -> Document:
     return doc
 
 
-_NORD_STATUS = {"Booked": "created", "Loaded": "picked_up", "InTransit": "in_transit",
-                "OutForDelivery": "out_for_delivery", "Delivered": "delivered",
-                "Deviation": "exception", "Returned": "returned"}
+_NORD_STATUS = {
+    "Booked": "created",
+    "Loaded": "picked_up",
+    "InTransit": "in_transit",
+    "OutForDelivery": "out_for_delivery",
+    "Delivered": "delivered",
+    "Deviation": "exception",
+    "Returned": "returned",
+}
 _NORD_MONEY = re.compile(r"^(-?\d+(?:\.\d+)?) ([A-Z]{3})$")
 
 
@@ -368,30 +467,46 @@ def normalise_nordfreight(msg: _Obj) -> Document:
         if p is None:
             continue
         doc[role] = _party(
-            name=p.str("Name", False), email=p.str("Email", False),
-            address=_address(p.str("Street", False), p.str("City", False), p.str("Zip", False),
-                             p.str("Country", False), p.num("Latitude", False),
-                             p.num("Longitude", False)),
+            name=p.str("Name", False),
+            email=p.str("Email", False),
+            address=_address(
+                p.str("Street", False),
+                p.str("City", False),
+                p.str("Zip", False),
+                p.str("Country", False),
+                p.num("Latitude", False),
+                p.num("Longitude", False),
+            ),
         )
         p.unknown(extra)
     for i, raw in enumerate(msg.arr("Lines")):
         it = _Obj(raw, f"Lines.{i}")
         lb = it.num("WeightLb", False)
         value = it.str("Value", False)
-        doc["items"].append({
-            "sku": it.str("ArticleNo", False), "description": it.str("Text", False),
-            "quantity": it.int("Pieces"),
-            "weight_kg": None if lb is None else lb * LB_TO_KG,
-            "value": None if value is None else _money(_dec(value, it._where("Value")),
-                                                       it.str("Currency"), it._where("Value")),
-        })
+        doc["items"].append(
+            {
+                "sku": it.str("ArticleNo", False),
+                "description": it.str("Text", False),
+                "quantity": it.int("Pieces"),
+                "weight_kg": None if lb is None else lb * LB_TO_KG,
+                "value": None
+                if value is None
+                else _money(
+                    _dec(value, it._where("Value")), it.str("Currency"), it._where("Value")
+                ),
+            }
+        )
         it.unknown(extra)
     for i, raw in enumerate(msg.arr("Events")):
         ev = _Obj(raw, f"Events.{i}")
-        doc["events"].append({
-            "time": _iso(ev.str("When"), ev._where("When")), "status": ev.str("Code"),
-            "location": ev.str("Where", False), "note": ev.str("Text", False),
-        })
+        doc["events"].append(
+            {
+                "time": _iso(ev.str("When"), ev._where("When")),
+                "status": ev.str("Code"),
+                "location": ev.str("Where", False),
+                "note": ev.str("Text", False),
+            }
+        )
         ev.unknown(extra)
     doc["price"] = _nord_money(msg.str("Price", False), "Price")
     doc["cost"] = _nord_money(msg.str("Cost", False), "Cost")
@@ -424,8 +539,9 @@ def normalise_message(msg: dict[str, Any]) -> Document:
     obj = _Obj(msg, "")
     source = obj.str("source")
     if source not in NORMALISERS:
-        raise Malformed("unknown-source", f"source {source!r} is not one of "
-                        f"{', '.join(sorted(NORMALISERS))}")
+        raise Malformed(
+            "unknown-source", f"source {source!r} is not one of {', '.join(sorted(NORMALISERS))}"
+        )
     doc = NORMALISERS[source](obj)
     try:
         document.validate({**doc, "version": 1})

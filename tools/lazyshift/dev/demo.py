@@ -65,17 +65,23 @@ class Reporter(Protocol):
     def note(self, text: str) -> None: ...
 
 
-def run_stage1(settings: Settings, source_args: list[str],
-               on_progress: Callable[[int, int], None] | None = None) -> list[Check]:
+def run_stage1(
+    settings: Settings,
+    source_args: list[str],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Check]:
     """Stage 1 alone: the whole log into MongoDB, then counted against the source's log."""
     expected = source_log.expected_state(source_log.dump(source_args))
     mongo = MongoStore.open(settings)
     # A demo run starts from an empty store so its counts can be reconciled exactly.
     for name in (settings.mongo.collection, DEAD_LETTERS, OFFSETS):
         mongo.db.drop_collection(name)
-    consumer = Consumer(Router(settings, mongo),
-                        ConsumerOptions(settings.source.host, settings.source.port,
-                                        Partition(0, 1), exit_at_end=True))
+    consumer = Consumer(
+        Router(settings, mongo),
+        ConsumerOptions(
+            settings.source.host, settings.source.port, Partition(0, 1), exit_at_end=True
+        ),
+    )
     worker = threading.Thread(target=consumer.run, daemon=True)
     worker.start()
     while worker.is_alive():
@@ -84,7 +90,8 @@ def run_stage1(settings: Settings, source_args: list[str],
             on_progress(consumer.counters.received, expected.emitted)
     c = consumer.counters
     latest = sum(
-        1 for doc in mongo.shipments.find({}, {"version": 1, "source_rev": 1})
+        1
+        for doc in mongo.shipments.find({}, {"version": 1, "source_rev": 1})
         if (e := expected.docs.get(doc["_id"])) is not None
         and (doc["version"], doc["source_rev"]) == (e["version"], e["source_rev"])
     )
@@ -94,8 +101,7 @@ def run_stage1(settings: Settings, source_args: list[str],
         Check("messages emitted by the source / received", expected.emitted, c.received),
         Check("shipments in MongoDB", len(expected.docs), stored["shipments"]),
         Check("shipments at their latest version", len(expected.docs), latest),
-        Check("dead letters (malformed messages)", len(expected.dead_seqs),
-              stored["dead_letters"]),
+        Check("dead letters (malformed messages)", len(expected.dead_seqs), stored["dead_letters"]),
         Check("late or repeated messages ignored", expected.stale, c.stale),
     ]
 
@@ -118,8 +124,17 @@ def _poll(check: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> A
 @contextlib.contextmanager
 def _control_client(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A `lazyshift client run --mode control` process, stopped cleanly at the end."""
-    cmd = [str(Path(sys.executable).parent / "lazyshift"), "client", "run", "--mode", "control",
-           "--http-port", "-1", "--client-id", "demo-client"]
+    cmd = [
+        str(Path(sys.executable).parent / "lazyshift"),
+        "client",
+        "run",
+        "--mode",
+        "control",
+        "--http-port",
+        "-1",
+        "--client-id",
+        "demo-client",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAZYSHIFT_")}
     env.update(as_environment(settings))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -144,8 +159,9 @@ class _Ladder:
         started = time.monotonic()
         with self.reporter.step(stage, what):
             value, ok = fn()
-        result = StageResult(stage, what if ok else f"{what} [FAILED]",
-                             time.monotonic() - started, ok)
+        result = StageResult(
+            stage, what if ok else f"{what} [FAILED]", time.monotonic() - started, ok
+        )
         self.results.append(result)
         self.reporter.done(result)
         return value
@@ -154,8 +170,9 @@ class _Ladder:
         """A clean slate, so the reconciliation at the end is exact."""
         stack = DevStack(Path(self.settings.state_dir), StackPorts())
         db = self.settings.mysql.database
-        stack.root_sql(f"DROP DATABASE IF EXISTS `{db}`; "
-                       f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4")
+        stack.root_sql(
+            f"DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}` CHARACTER SET utf8mb4"
+        )
         mongo = MongoStore.open(self.settings)
         for name in (self.settings.mongo.collection, DEAD_LETTERS, OFFSETS, BACKLOG):
             mongo.db.drop_collection(name)
@@ -164,9 +181,11 @@ class _Ladder:
     def stage1(self) -> tuple[Any, bool]:
         stop = threading.Event()
         mongo = MongoStore.open(self.settings)
-        consumer = Consumer(Router(self.settings, mongo),
-                            ConsumerOptions(self.settings.source.host, self.settings.source.port,
-                                            Partition(0, 1)), stop=stop)
+        consumer = Consumer(
+            Router(self.settings, mongo),
+            ConsumerOptions(self.settings.source.host, self.settings.source.port, Partition(0, 1)),
+            stop=stop,
+        )
         worker = threading.Thread(target=consumer.run, daemon=True)
         worker.start()
         while worker.is_alive() and consumer.counters.last_seq < self.total // 2:
@@ -179,9 +198,12 @@ class _Ladder:
     def transition(self, target: str) -> Callable[[], tuple[Any, bool]]:
         def run() -> tuple[Any, bool]:
             r = set_mode(self.settings, target)
-            self.reporter.note(f"writes paused {r.paused_s:.3f}s; acknowledged by "
-                               f"{', '.join(r.acknowledged) or 'no client'}")
+            self.reporter.note(
+                f"writes paused {r.paused_s:.3f}s; acknowledged by "
+                f"{', '.join(r.acknowledged) or 'no client'}"
+            )
             return r, True
+
         return run
 
     def backfill(self) -> tuple[Any, bool]:
@@ -189,8 +211,11 @@ class _Ladder:
         return r, r.ok
 
     def caught_up(self) -> tuple[Any, bool]:
-        seq = _poll(lambda: (s := _query(self.settings, store.max_offset)) >= self.total and s,
-                    CATCH_UP_S, 0.2)
+        seq = _poll(
+            lambda: (s := _query(self.settings, store.max_offset)) >= self.total and s,
+            CATCH_UP_S,
+            0.2,
+        )
         return seq, bool(seq)
 
     def verify(self) -> tuple[Any, bool]:
@@ -215,35 +240,52 @@ class _Ladder:
         mongo.close()
         exp = self.expected
         same = all(k in docs and docs[k] == stored_form(d) for k, d in exp.docs.items())
-        self.reporter.note(f"MySQL holds {len(docs)} shipments (source: {len(exp.docs)}), "
-                           f"dead letters {len(dead)} (source: {len(exp.dead_seqs)})")
+        self.reporter.note(
+            f"MySQL holds {len(docs)} shipments (source: {len(exp.docs)}), "
+            f"dead letters {len(dead)} (source: {len(exp.dead_seqs)})"
+        )
         return None, same and len(docs) == len(exp.docs) and dead == exp.dead_seqs
 
 
-def run_ladder(settings: Settings, source_args: list[str], reporter: Reporter
-               ) -> list[StageResult]:
+def run_ladder(settings: Settings, source_args: list[str], reporter: Reporter) -> list[StageResult]:
     """Stages 1 to 5 on the dev stack with the stream flowing: stage 1 takes the first half
     of the log, a client in control mode takes the rest while the mode climbs the ladder."""
     ladder = _Ladder(settings, source_args, reporter)
     ladder.wipe()
-    ladder.step("stage 1 mongo", f"ingest the first half of {ladder.total} messages into "
-                "MongoDB", ladder.stage1)
-    ladder.step("stage 2 dual", "lazyshift schema migrate",
-                lambda: (schema_migrate.migrate(settings), True))
+    ladder.step(
+        "stage 1 mongo",
+        f"ingest the first half of {ladder.total} messages into MongoDB",
+        ladder.stage1,
+    )
+    ladder.step(
+        "stage 2 dual", "lazyshift schema migrate", lambda: (schema_migrate.migrate(settings), True)
+    )
     with _control_client(settings):
-        _poll(lambda: _query(settings, lambda cur: store.clients(cur, CLIENT_START_S)),
-              CLIENT_START_S, 0.05)
-        ladder.step("stage 2 dual", "lazyshift mode set dual (client running)",
-                    ladder.transition("dual"))
-        ladder.step("stage 3 mysql-primary", "lazyshift mode set mysql-primary (the flip)",
-                    ladder.transition("mysql-primary"))
+        _poll(
+            lambda: _query(settings, lambda cur: store.clients(cur, CLIENT_START_S)),
+            CLIENT_START_S,
+            0.05,
+        )
+        ladder.step(
+            "stage 2 dual", "lazyshift mode set dual (client running)", ladder.transition("dual")
+        )
+        ladder.step(
+            "stage 3 mysql-primary",
+            "lazyshift mode set mysql-primary (the flip)",
+            ladder.transition("mysql-primary"),
+        )
         ladder.step("stage 4 backfill", "lazyshift backfill (2 workers)", ladder.backfill)
-        ladder.step("stage 4 backfill", "the client consumes the rest of the stream",
-                    ladder.caught_up)
+        ladder.step(
+            "stage 4 backfill", "the client consumes the rest of the stream", ladder.caught_up
+        )
         ladder.step("stage 4 backfill", "lazyshift verify --full --truth mysql", ladder.verify)
-        ladder.step("stage 5 mysql", "lazyshift archive --to .state/dev/archive/...",
-                    ladder.archive)
+        ladder.step(
+            "stage 5 mysql", "lazyshift archive --to .state/dev/archive/...", ladder.archive
+        )
         ladder.step("stage 5 mysql", "lazyshift mode set mysql", ladder.transition("mysql"))
-    ladder.step("end", "every shipment in MySQL at its latest version, every bad message "
-                "dead-lettered", ladder.reconcile)
+    ladder.step(
+        "end",
+        "every shipment in MySQL at its latest version, every bad message dead-lettered",
+        ladder.reconcile,
+    )
     return ladder.results

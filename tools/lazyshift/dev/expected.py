@@ -15,8 +15,14 @@ from lazyshift.client.consumer import MAX_MESSAGE_BYTES
 from lazyshift.core.normalise import Malformed, normalise_message, parse_message
 from lazyshift.dev.stack import MOCK_SOURCE
 
-GENERATION_FLAGS = ("--seed", "--count", "--sources", "--update-fraction", "--replay-fraction",
-                    "--malformed-fraction")
+GENERATION_FLAGS = (
+    "--seed",
+    "--count",
+    "--sources",
+    "--update-fraction",
+    "--replay-fraction",
+    "--malformed-fraction",
+)
 
 
 def generation_args(args: list[str]) -> list[str]:

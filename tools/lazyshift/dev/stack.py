@@ -201,8 +201,13 @@ def port_holder(port: int) -> str:
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and _holds(proc, inodes):
             try:
-                text = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode(
-                    errors="replace")
+                text = (
+                    (proc / "cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .strip()
+                    .decode(errors="replace")
+                )
             except OSError:
                 continue
             return f"pid {proc.name} ({text[:160]}{'...' if len(text) > 160 else ''})"
