@@ -23,7 +23,7 @@ help:
 	@echo "make demo   - bring up the local stack and run stage 1 (mongo) with live traffic"
 	@echo "make test   - install what is needed and run every test"
 	@echo "make bench  - benchmarks (results in bench/results.json)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff check (with the complexity rule) and ruff format --check"
 
 deps: deps-apt deps-python deps-node deps-ferretdb
 
@@ -59,14 +59,13 @@ with_test_stack = trap '$(LAZYSHIFT) dev down $(TEST_STACK) >/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null && $(1)
 
-test: test-deps
+test: test-deps lint
 	cd tools/mock-source && npm test --silent
-	$(VENV)/bin/ruff check tools tests
 	@$(call with_test_stack,$(VENV)/bin/pytest -q -p no:cacheprovider tests)
 
 lint: deps-python
-	$(VENV)/bin/ruff check tools tests
-	$(VENV)/bin/ruff format --check tools tests
+	$(VENV)/bin/ruff check tools tests bench
+	$(VENV)/bin/ruff format --check tools tests bench
 
 # Demo stack on the default ports; the mock streams 5000 messages at 500/s (live traffic).
 DEMO_SOURCE_ARGS := --seed 7 --count 5000 --rate 500
