@@ -18,6 +18,8 @@ module "stack" {
   key_name              = var.key_name
   archive_force_destroy = var.archive_force_destroy
   api_emulator          = var.api_emulator
+  retire_mongodb        = var.retire_mongodb
+  snapshot_retain_count = var.snapshot_retain_count
 }
 
 # The composition used to live in this root module; these keep existing state in place

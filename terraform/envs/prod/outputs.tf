@@ -21,6 +21,16 @@ output "vpc_id" {
   value       = module.stack.vpc_id
 }
 
+output "vpc_cidr" {
+  description = "CIDR block of the VPC (the hand-over derives the MySQL account host pattern from it)."
+  value       = module.stack.vpc_cidr
+}
+
+output "mongodb_retired" {
+  description = "true once make teardown removed the MongoDB host and its volume; make stage0 keeps it so."
+  value       = module.stack.mongodb_retired
+}
+
 output "private_subnet_ids" {
   description = "IDs of the private subnets."
   value       = module.stack.private_subnet_ids
@@ -34,6 +44,11 @@ output "hosts" {
 output "hosts_by_role" {
   description = "Private IPs of the hosts, by role (every role listed, empty when it has no host)."
   value       = module.stack.hosts_by_role
+}
+
+output "data_volume_ids" {
+  description = "Data volume ID by database host name (kept across instance replacement, snapshotted daily)."
+  value       = module.stack.data_volume_ids
 }
 
 output "mongodb_host" {

@@ -71,15 +71,15 @@ variable "ami_id" {
 }
 
 variable "ami_owners" {
-  description = "Owners searched by the AMI lookup (099720109477 is Canonical)."
+  description = "Owners searched by the AMI lookup (136693071363 is Debian's official AMI account)."
   type        = list(string)
-  default     = ["099720109477"]
+  default     = ["136693071363"]
 }
 
 variable "ami_name_filter" {
-  description = "Name pattern of the AMI lookup (an Ubuntu LTS amd64 server image)."
+  description = "Name pattern of the AMI lookup (Debian 12 for amd64: the release the lab runs)."
   type        = string
-  default     = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+  default     = "debian-12-amd64-*"
 }
 
 variable "key_name" {
@@ -103,4 +103,16 @@ variable "api_emulator" {
   EOT
   type        = bool
   default     = false
+}
+
+variable "retire_mongodb" {
+  description = "Remove the MongoDB host and its data volume (make teardown, once stage 5's archive is recorded)."
+  type        = bool
+  default     = false
+}
+
+variable "snapshot_retain_count" {
+  description = "Daily snapshots of each database data volume kept by the DLM policy."
+  type        = number
+  default     = 35
 }

@@ -88,6 +88,7 @@ resource "aws_iam_instance_profile" "this" {
 
 resource "aws_instance" "this" {
   ami                    = local.ami_id
+  availability_zone      = var.availability_zone
   instance_type          = var.instance_type
   subnet_id              = var.subnet_id
   vpc_security_group_ids = var.security_group_ids
@@ -135,17 +136,20 @@ resource "aws_eip" "this" {
   tags = merge(local.tags, { Name = var.name })
 }
 
-# Databases keep their data on a separate volume that outlives an instance replacement.
+# Databases keep their data on a separate volume that outlives an instance replacement:
+# its zone comes from the subnet's zone, not from the instance (a replaced instance's zone
+# is unknown at plan time, which would replace the volume with it). The snapshot tag puts
+# it under the environment's snapshot policy (modules/stack, DLM).
 resource "aws_ebs_volume" "data" {
   count = var.data_volume_size > 0 ? 1 : 0
 
-  availability_zone = aws_instance.this.availability_zone
+  availability_zone = var.availability_zone
   size              = var.data_volume_size
   type              = "gp3"
   encrypted         = true
   kms_key_id        = var.kms_key_arn
 
-  tags = merge(local.tags, { Name = "${var.name}-data" })
+  tags = merge(local.tags, var.data_volume_tags, { Name = "${var.name}-data" })
 }
 
 resource "aws_volume_attachment" "data" {

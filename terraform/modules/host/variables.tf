@@ -39,6 +39,17 @@ variable "subnet_id" {
   type        = string
 }
 
+variable "availability_zone" {
+  description = "Zone of subnet_id; the data volume is created there, so an instance replacement keeps it."
+  type        = string
+}
+
+variable "data_volume_tags" {
+  description = "Extra tags for the data volume only, e.g. the tag a snapshot policy selects."
+  type        = map(string)
+  default     = {}
+}
+
 variable "security_group_ids" {
   description = "Security groups of the host (the role's group from the network module)."
   type        = list(string)
@@ -110,9 +121,9 @@ variable "ami_id" {
 }
 
 variable "ami_owners" {
-  description = "Owners searched by the AMI lookup (099720109477 is Canonical)."
+  description = "Owners searched by the AMI lookup (136693071363 is Debian's official AMI account)."
   type        = list(string)
-  default     = ["099720109477"]
+  default     = ["136693071363"]
 
   validation {
     condition     = length(var.ami_owners) > 0
@@ -121,13 +132,13 @@ variable "ami_owners" {
 }
 
 variable "ami_name_filter" {
-  description = "Name pattern of the AMI lookup: an Ubuntu LTS server image for amd64."
+  description = "Name pattern of the AMI lookup: Debian 12 for amd64, the release the lab runs."
   type        = string
-  default     = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+  default     = "debian-12-amd64-*"
 
   validation {
-    condition     = startswith(var.ami_name_filter, "ubuntu/images/")
-    error_message = "ami_name_filter must select Canonical Ubuntu images (ubuntu/images/...)."
+    condition     = startswith(var.ami_name_filter, "debian-12-")
+    error_message = "ami_name_filter must select Debian 12 images (debian-12-...): the lab tests that release."
   }
 }
 

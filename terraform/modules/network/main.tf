@@ -342,7 +342,7 @@ resource "aws_vpc_security_group_egress_rule" "http" {
   ip_protocol       = "tcp"
   from_port         = 80
   to_port           = 80
-  description       = "HTTP out (Ubuntu package mirrors)"
+  description       = "HTTP out (Debian package mirrors)"
 
   tags = merge(local.tags, { Name = "${var.name}-${replace(each.key, "_", "-")}-http" })
 }

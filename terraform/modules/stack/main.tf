@@ -11,9 +11,13 @@ locals {
   }
 
   # Expand {role => {count, ...}} into one entry per host: "mysql-1", "client-2", ...
+  # retire_mongodb (make teardown, after stage 5's archive) takes the MongoDB host and its
+  # data volume away whatever var.hosts says.
+  host_counts = { for role, cfg in var.hosts : role => role == "mongodb" && var.retire_mongodb ? 0 : cfg.count }
+
   hosts = merge([
     for role, cfg in var.hosts : {
-      for i in range(cfg.count) : "${replace(role, "_", "-")}-${i + 1}" => {
+      for i in range(local.host_counts[role]) : "${replace(role, "_", "-")}-${i + 1}" => {
         role             = role
         index            = i
         instance_type    = cfg.instance_type
@@ -24,6 +28,9 @@ locals {
   ]...)
 
   enable_jenkins_agent = try(var.hosts["jenkins_agent"].count, 0) > 0
+
+  # Data volumes wear this tag; the DLM policy below snapshots what wears it.
+  snapshot_tag = "${local.name}-data"
 
   roles = ["bastion", "mongodb", "mysql", "source", "client", "tools", "jenkins_agent"]
 }
@@ -98,6 +105,11 @@ module "host" {
   subnet_id = (each.value.role == "bastion"
     ? module.network.public_subnet_ids[0]
   : module.network.private_subnet_ids[each.value.index % length(var.availability_zones)])
+  # The subnets are made in var.availability_zones order (modules/network).
+  availability_zone = (each.value.role == "bastion"
+    ? var.availability_zones[0]
+  : var.availability_zones[each.value.index % length(var.availability_zones)])
+  data_volume_tags   = { Snapshot = local.snapshot_tag }
   public_ip          = each.value.role == "bastion"
   security_group_ids = module.network.role_security_group_ids[each.value.role]
 
@@ -117,6 +129,73 @@ module "host" {
   # Only false against the test emulator, which lacks these APIs (see var.api_emulator).
   manage_metadata_options = !var.api_emulator
   monitoring              = var.api_emulator ? false : true
+
+  tags = local.tags
+}
+
+################################################################################
+# Snapshots of the database data volumes (DLM): daily, kept var.snapshot_retain_count days
+################################################################################
+
+resource "aws_iam_role" "dlm" {
+  count = var.api_emulator ? 0 : 1
+
+  name        = "${local.name}-dlm"
+  description = "DLM snapshots of the ${local.name} database data volumes"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "dlm.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+
+  tags = local.tags
+}
+
+# AWS's managed policy for DLM's default role: snapshot create/delete/describe and tagging.
+resource "aws_iam_role_policy_attachment" "dlm" {
+  count = var.api_emulator ? 0 : 1
+
+  role       = aws_iam_role.dlm[0].name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
+}
+
+data "aws_partition" "current" {}
+
+# moto has no DLM API, so the emulator run leaves the policy out (tested with the mocked
+# provider in tests/stack.tftest.hcl instead).
+resource "aws_dlm_lifecycle_policy" "data" {
+  count = var.api_emulator ? 0 : 1
+
+  description        = "${local.name} database data volumes, daily"
+  execution_role_arn = aws_iam_role.dlm[0].arn
+  state              = "ENABLED"
+
+  policy_details {
+    resource_types = ["VOLUME"]
+    target_tags    = { Snapshot = local.snapshot_tag }
+
+    schedule {
+      name      = "daily"
+      copy_tags = true
+
+      create_rule {
+        interval      = 24
+        interval_unit = "HOURS"
+        times         = ["03:00"]
+      }
+
+      retain_rule {
+        count = var.snapshot_retain_count
+      }
+
+      tags_to_add = {
+        SnapshotCreator = "dlm"
+      }
+    }
+  }
 
   tags = local.tags
 }

@@ -18,6 +18,16 @@ output "vpc_id" {
   value       = module.network.vpc_id
 }
 
+output "vpc_cidr" {
+  description = "CIDR block of the VPC (the hand-over derives the MySQL account host pattern from it)."
+  value       = var.vpc_cidr
+}
+
+output "mongodb_retired" {
+  description = "true once make teardown removed the MongoDB host and its volume; make stage0 keeps it so."
+  value       = var.retire_mongodb
+}
+
 output "private_subnet_ids" {
   description = "IDs of the private subnets."
   value       = module.network.private_subnet_ids
@@ -43,6 +53,11 @@ output "hosts_by_role" {
       for k in sort(keys(local.hosts)) : module.host[k].private_ip if local.hosts[k].role == role
     ]
   }
+}
+
+output "data_volume_ids" {
+  description = "Data volume ID by database host name (kept across instance replacement, snapshotted daily)."
+  value       = { for k, h in module.host : h.name => h.data_volume_id if h.data_volume_id != null }
 }
 
 output "mongodb_host" {

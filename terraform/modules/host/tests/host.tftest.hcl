@@ -19,6 +19,7 @@ variables {
   role               = "mysql"
   environment        = "dev"
   subnet_id          = "subnet-0123456789abcdef0"
+  availability_zone  = "eu-west-1a"
   security_group_ids = ["sg-0123456789abcdef0"]
   kms_key_arn        = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
   data_volume_size   = 50
@@ -68,8 +69,8 @@ run "database_host_is_private_encrypted_and_imdsv2" {
   }
 
   assert {
-    condition     = data.aws_ami.this[0].owners == tolist(["099720109477"]) && anytrue([for f in data.aws_ami.this[0].filter : f.name == "name" && startswith(tolist(f.values)[0], "ubuntu/images/")])
-    error_message = "The AMI is looked up among Canonical's Ubuntu images."
+    condition     = data.aws_ami.this[0].owners == tolist(["136693071363"]) && anytrue([for f in data.aws_ami.this[0].filter : f.name == "name" && startswith(tolist(f.values)[0], "debian-12-")])
+    error_message = "The AMI is looked up among Debian's official Debian 12 images (the lab's release)."
   }
 }
 
@@ -139,7 +140,7 @@ run "tools_host_gets_its_extra_policy" {
   }
 }
 
-run "rejects_non_ubuntu_images_and_unknown_roles" {
+run "rejects_non_debian_images_and_unknown_roles" {
   command = plan
 
   variables {

@@ -253,6 +253,38 @@ run "stage_5_drops_mongodb" {
   }
 }
 
+run "data_volumes_are_snapshotted_daily_and_outlive_their_instance" {
+  command = apply
+
+  assert {
+    condition     = alltrue([for k, h in module.host : h.data_volume_id != null if contains(["mongodb", "mysql"], h.role)]) && keys(output.data_volume_ids) == ["lazyshift-dev-mongodb-1", "lazyshift-dev-mysql-1"]
+    error_message = "Each database host has a data volume, listed in data_volume_ids."
+  }
+
+  assert {
+    condition     = aws_dlm_lifecycle_policy.data[0].policy_details[0].target_tags == { Snapshot = "lazyshift-dev-data" } && aws_dlm_lifecycle_policy.data[0].state == "ENABLED"
+    error_message = "One enabled DLM policy selects the data volumes by their Snapshot tag."
+  }
+
+  assert {
+    condition     = aws_dlm_lifecycle_policy.data[0].policy_details[0].schedule[0].retain_rule[0].count == 14 && aws_dlm_lifecycle_policy.data[0].policy_details[0].schedule[0].create_rule[0].interval == 24
+    error_message = "Daily snapshots, 14 kept by default."
+  }
+}
+
+run "retire_mongodb_removes_its_host_whatever_hosts_says" {
+  command = apply
+
+  variables {
+    retire_mongodb = true
+  }
+
+  assert {
+    condition     = output.mongodb_host == null && output.mongodb_retired && keys(output.data_volume_ids) == ["lazyshift-dev-mysql-1"]
+    error_message = "retire_mongodb drops the MongoDB host and its data volume, and says so."
+  }
+}
+
 run "zones_must_be_in_the_region" {
   command = plan
 
