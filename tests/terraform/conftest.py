@@ -51,5 +51,10 @@ def tf_copy(tmp_path_factory, tf_env) -> Path:
     tf = terraform_bin()
     root = copy_terraform_tree(tmp_path_factory.mktemp("tfcopy"))
     for module in ROOT_MODULES:
-        run([tf, "init", "-backend=false", "-input=false", "-no-color"], root / module, tf_env)
+        # readonly: the committed .terraform.lock.hcl must already hold this provider's hashes.
+        run(
+            [tf, "init", "-backend=false", "-lockfile=readonly", "-input=false", "-no-color"],
+            root / module,
+            tf_env,
+        )
     return root

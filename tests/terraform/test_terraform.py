@@ -123,13 +123,30 @@ def test_versions_pin_terraform_and_aws_provider():
         assert re.search(r'version\s*=\s*"[~>=]', text), module
 
 
-def test_envs_use_partial_s3_backend_and_ship_an_example():
+def test_envs_use_partial_s3_backend_with_native_locking():
     for env in ENVS:
         assert re.search(r'backend "s3" \{\}', (TF_DIR / env / "versions.tf").read_text()), env
-        example = (TF_DIR / env / "backend.hcl.example").read_text()
-        for key in ("bucket", "key", "region", "dynamodb_table"):
-            assert re.search(rf"^{key}\s*=", example, re.M), f"{env}: backend example lacks {key}"
-        assert not re.search(r"(access_key|secret_key|token)\s*=", example)
+        name = env.split("/")[-1]
+        backend = (TF_DIR / env / f"{name}.s3.tfbackend").read_text()
+        assert re.search(rf'^key\s*=\s*"lazyshift/{name}/terraform.tfstate"', backend, re.M)
+        assert re.search(r"^use_lockfile\s*=\s*true", backend, re.M), env
+        assert re.search(r"^encrypt\s*=\s*true", backend, re.M), env
+        # The DynamoDB lock argument is deprecated from Terraform 1.11.
+        assert "dynamodb_table" not in backend
+        assert not re.search(r"(access_key|secret_key|token)\s*=", backend)
+
+
+def test_every_root_has_a_committed_lock_file_with_hashes_for_every_platform():
+    """linux_amd64's h1 (what the mirror installs) plus the registry's zh checksums of every
+    platform's package, so init verifies on Linux, macOS and Windows alike."""
+    for module in ROOT_MODULES:
+        lock = (TF_DIR / module / ".terraform.lock.hcl").read_text()
+        assert 'provider "registry.terraform.io/hashicorp/aws"' in lock, module
+        assert 'version     = "5.100.0"' in lock, module
+        assert len(re.findall(r'"h1:[A-Za-z0-9+/=]{44}"', lock)) >= 1, module
+        assert len(re.findall(r'"zh:[0-9a-f]{64}"', lock)) >= 14, module
+    ignored = (TF_DIR / ".gitignore").read_text() + (REPO / ".gitignore").read_text()
+    assert ".terraform.lock.hcl" not in ignored
 
 
 def test_every_root_module_has_a_readme():

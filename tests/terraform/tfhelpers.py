@@ -1,6 +1,6 @@
 """Helpers for the Terraform tests: the terraform binary, running it, and a scratch copy of
-terraform/ to init and run in (so nothing of .terraform/, lock files or state ever lands
-in the repository). Named tfhelpers, not conftest, so the module name is unique."""
+terraform/ to init and run in (so nothing of .terraform/ or state ever lands in the
+repository). Named tfhelpers, not conftest, so the module name is unique."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
 ROOT_MODULES = [
+    "bootstrap",
     "modules/kms",
     "modules/network",
     "modules/host",
@@ -46,14 +47,14 @@ def run(
 
 
 def copy_terraform_tree(dest: Path) -> Path:
-    """Copy terraform/ without local working files (.terraform, locks, state, overrides)."""
+    """Copy terraform/ without local working files (.terraform, state, overrides); the
+    committed lock files come along, and `init -lockfile=readonly` must accept them."""
     target = dest / "terraform"
     shutil.copytree(
         TF_DIR,
         target,
         ignore=shutil.ignore_patterns(
             ".terraform",
-            ".terraform.lock.hcl",
             "*.tfstate*",
             "*_override.tf",
             "*_override.tf.json",

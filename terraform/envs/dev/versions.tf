@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.9.0, < 2.0.0"
+  required_version = ">= 1.10.0, < 2.0.0"
 
   required_providers {
     aws = {
@@ -8,9 +8,9 @@ terraform {
     }
   }
 
-  # Remote state in S3 with DynamoDB locking. Partial configuration: the bucket, key,
-  # region and lock table come from backend.hcl (see backend.hcl.example), so no account
-  # details live in the repository:  terraform init -backend-config=backend.hcl
+  # Remote state in S3 with S3-native locking (use_lockfile, no DynamoDB table). Partial
+  # configuration: key and locking in dev.s3.tfbackend, bucket and region added by
+  # make stage0 (tools/infra/stage0.py), so no account details live in the repository.
   backend "s3" {}
 }
 

@@ -1,0 +1,14 @@
+output "bucket" {
+  description = "Name of the state bucket (TF_STATE_BUCKET for make stage0)."
+  value       = aws_s3_bucket.this.id
+}
+
+output "region" {
+  description = "Region of the state bucket (TF_STATE_REGION for make stage0)."
+  value       = var.region
+}
+
+output "kms_key_arn" {
+  description = "ARN of the key encrypting the state (state readers need kms:Decrypt on it)."
+  value       = aws_kms_key.this.arn
+}

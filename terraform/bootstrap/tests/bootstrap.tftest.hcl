@@ -1,0 +1,71 @@
+# terraform test: the state bucket, against a mocked AWS provider.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    }
+  }
+
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      arn = "arn:aws:s3:::lazyshift-tfstate-123456789012-eu-west-1"
+    }
+  }
+}
+
+run "state_bucket_is_private_versioned_encrypted" {
+  command = apply
+
+  assert {
+    condition     = aws_s3_bucket.this.bucket == "lazyshift-tfstate-123456789012-eu-west-1" && output.bucket == aws_s3_bucket.this.id
+    error_message = "The bucket name is derived from project, account and region."
+  }
+
+  assert {
+    condition     = aws_s3_bucket_versioning.this.versioning_configuration[0].status == "Enabled"
+    error_message = "Every state version is kept."
+  }
+
+  assert {
+    condition     = alltrue([aws_s3_bucket_public_access_block.this.block_public_acls, aws_s3_bucket_public_access_block.this.block_public_policy, aws_s3_bucket_public_access_block.this.ignore_public_acls, aws_s3_bucket_public_access_block.this.restrict_public_buckets])
+    error_message = "Public access is blocked."
+  }
+
+  assert {
+    condition     = one(aws_s3_bucket_server_side_encryption_configuration.this.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" && aws_kms_key.this.enable_key_rotation
+    error_message = "State is encrypted with a rotated customer-managed key."
+  }
+
+  assert {
+    condition     = !aws_s3_bucket.this.force_destroy && length(aws_s3_bucket_lifecycle_configuration.this) == 1
+    error_message = "A real state bucket is never force-destroyed and expires only old versions."
+  }
+
+  assert {
+    condition     = strcontains(aws_s3_bucket_policy.this.policy, "aws:SecureTransport")
+    error_message = "Plain HTTP is denied."
+  }
+}
+
+run "rejects_a_short_version_history" {
+  command = plan
+
+  variables {
+    noncurrent_version_days = 7
+  }
+
+  expect_failures = [var.noncurrent_version_days]
+}
