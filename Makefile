@@ -15,6 +15,7 @@ export LAZYSHIFT_FERRETDB_BIN ?= $(FERRETDB)
 .DEFAULT_GOAL := help
 -include mk/terraform.mk
 -include mk/infra.mk
+-include mk/stage0.mk
 
 .PHONY: help deps test-deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
         test-node lint bench stack-up stack-down clean

@@ -1,8 +1,15 @@
-"""Fixtures for the Terraform tests; helpers live in tfhelpers.py."""
+"""Fixtures for the Terraform tests (terraform environment, scratch copy, moto's server);
+helpers live in tfhelpers.py."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,3 +65,51 @@ def tf_copy(tmp_path_factory, tf_env) -> Path:
             tf_env,
         )
     return root
+
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto(tmp_path):
+    if not MOTO_SERVER.exists():
+        pytest.fail(
+            f"moto_server not found at {MOTO_SERVER}: install moto[server] (make deps-python)"
+        )
+    port = _free_port()
+    log = open(tmp_path / "moto.log", "w")  # noqa: SIM115 - closed in the finally below
+    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")  # AmazonSSMManagedInstanceCore
+    proc = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited early ({proc.returncode}); see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    pytest.fail("moto_server did not answer within 60 s")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -24,7 +24,7 @@ from lazyshift.errors import UsageError
 DEFAULT_STATE_DIR = Path(".state/dev")
 CONFIG_FILE_NAME = "lazyshift.toml"
 # The one place the default ports are written down (the dev stack, the roles' defaults and
-# the infrastructure renderer read them from here or document the same numbers).
+# inventories read them from here or document the same numbers).
 MYSQL_PORT = 3306
 MONGO_PORT = 27017
 SOURCE_PORT = 8282

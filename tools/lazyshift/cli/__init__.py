@@ -96,7 +96,6 @@ def _register() -> None:
         backfill,
         client,
         dev,
-        infra,
         mode,
         repair,
         schema,
@@ -104,7 +103,7 @@ def _register() -> None:
         verify,
     )
 
-    for module in (dev, client, schema, mode, backfill, verify, repair, archive, status, infra):
+    for module in (dev, client, schema, mode, backfill, verify, repair, archive, status):
         for command in module.COMMANDS:
             main.add_command(command)
 
