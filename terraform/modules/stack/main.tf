@@ -169,7 +169,7 @@ data "aws_partition" "current" {}
 resource "aws_dlm_lifecycle_policy" "data" {
   count = var.api_emulator ? 0 : 1
 
-  description        = "${local.name} database data volumes, daily"
+  description        = "${local.name} database data volumes daily"
   execution_role_arn = aws_iam_role.dlm[0].arn
   state              = "ENABLED"
 
