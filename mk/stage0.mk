@@ -5,6 +5,7 @@
 #   make stage0 ENV=dev                                 plan, ask (terminal), apply, hand-over
 #   make stage0 ENV=dev STEP=plan                       plan only: .state/infra/dev/summary.json
 #   make stage0 ENV=dev STEP=apply APPROVED_PLAN=<sha256> [APPROVED_DB_CHANGES=<sha256>]
+#   make stage0 ENV=dev STEP=handover                  outputs of the state -> handover.env
 #   make teardown ENV=dev [STEP=...]                    after stage 5: MongoDB host + volume
 #   make teardown ENV=dev SCOPE=all [STEP=...]          the whole environment
 #
@@ -21,14 +22,15 @@ STAGE0       := $(PY) tools/infra/stage0.py --tf-dir '$(TF_TREE)' --state-dir '$
 .PHONY: stage0 teardown state-bootstrap
 
 define stage0_step
-	@case "$(ENV)" in ''|*[!a-z0-9-]*) echo "usage: make $@ ENV=dev|prod [STEP=all|plan|apply]" >&2; exit 2;; esac
+	@case "$(ENV)" in ''|*[!a-z0-9-]*) echo "usage: make $@ ENV=dev|prod [STEP=all|plan|apply|handover]" >&2; exit 2;; esac
 	@test -d '$(TF_TREE)/envs/$(ENV)' || { echo "no terraform/envs/$(ENV)" >&2; exit 2; }
 	@case "$(STEP)" in \
 	  all)   $(STAGE0) run --env '$(ENV)' --scope $(1) ;; \
 	  plan)  $(STAGE0) plan --env '$(ENV)' --scope $(1) ;; \
 	  apply) $(STAGE0) apply --env '$(ENV)' --approved '$(APPROVED_PLAN)' \
 	           --approved-db '$(APPROVED_DB_CHANGES)' ;; \
-	  *) echo "STEP must be all, plan or apply" >&2; exit 2 ;; \
+	  handover) $(STAGE0) handover --env '$(ENV)' ;; \
+	  *) echo "STEP must be all, plan, apply or handover" >&2; exit 2 ;; \
 	esac
 endef
 

@@ -38,7 +38,7 @@ variable "force_destroy" {
 }
 
 variable "api_emulator" {
-  description = "TEST ONLY: true against an AWS API emulator (moto), which does not report the lifecycle rule the provider waits for; the rule is then left out."
+  description = "TEST ONLY: true against an AWS API emulator (moto), which does not report the lifecycle rule the provider waits for and ignores the policy's TLS condition; both are then left out."
   type        = bool
   default     = false
 }

@@ -4,6 +4,7 @@
     stage0.py apply --env dev --approved SHA [--approved-db SHA]   apply exactly that plan
     stage0.py run   --env dev [--scope ...]                    plan, ask at the terminal, apply
     stage0.py handover --env dev                               outputs -> .state/infra/<env>/
+                                                               (handover.env, outputs.json)
     stage0.py bootstrap --region R                             the state bucket (creations only)
 
 `make stage0 ENV=dev` and `make teardown ENV=dev` (mk/stage0.mk) call it; Jenkins calls the
@@ -196,6 +197,8 @@ class Stage0:
             raise Refused(f"no plan in {self.dir}: run the plan step first (STEP=plan)")
         summary = json.loads(self.summary_file.read_text())
         sha = sha256_file(self.plan_file)
+        # The plan may come from another workspace (Jenkins stashes it between stages).
+        self.init()
         if sha != summary["plan_sha256"]:
             raise Refused(f"{self.plan_file} changed since it was summarised: plan again")
         if not summary["changes"]:
@@ -374,6 +377,7 @@ def dispatch(args: argparse.Namespace) -> Any:
         return stage.apply(args.approved or None, args.approved_db or None)
     if args.command == "run":
         return run_interactive(stage, args.scope)
+    stage.init()
     return stage.handover()
 
 

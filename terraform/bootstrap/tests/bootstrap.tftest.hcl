@@ -55,7 +55,7 @@ run "state_bucket_is_private_versioned_encrypted" {
   }
 
   assert {
-    condition     = strcontains(aws_s3_bucket_policy.this.policy, "aws:SecureTransport")
+    condition     = strcontains(aws_s3_bucket_policy.this[0].policy, "aws:SecureTransport")
     error_message = "Plain HTTP is denied."
   }
 }
