@@ -1,20 +1,18 @@
-"""The Jenkinsfile compiles (Groovy syntax), lints with zero errors (npm-groovy-lint), has one
-gated stage per migration stage, and runs only commands that exist. jenkins/ parses and holds
-no secret."""
+"""The Jenkinsfile compiles (Groovy syntax), lints with zero errors (npm-groovy-lint), holds no
+executor while it waits, takes its approvers from the controller's configuration, runs stage 0,
+stages 1-5 and the teardown in order, and calls only make targets that exist. jenkins/ parses,
+defines every credential the pipeline names, and holds no secret and no AWS key."""
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 
 import pytest
 import yaml
 from infrahelpers import (
-    ANSIBLE_DIR,
     INFRA_TESTS,
     JENKINSFILE,
-    LAZYSHIFT,
     REPO,
     explain,
     groovy,
@@ -23,14 +21,33 @@ from infrahelpers import (
     run,
 )
 
+MIGRATION = [
+    "Stage 1: mongo",
+    "Stage 2: dual",
+    "Stage 3: mysql-primary",
+    "Stage 4: backfill",
+    "Stage 5: mysql",
+]
 STAGES = [
-    ("Stage 1: mongo", "stage1-mongo.yml"),
-    ("Stage 2: dual", "stage2-dual.yml"),
-    ("Stage 3: mysql-primary", "stage3-mysql-primary.yml"),
-    ("Stage 4: backfill", "stage4-backfill.yml"),
-    ("Stage 5: mysql", "stage5-mysql.yml"),
+    "Stage 0: plan",
+    "Stage 0: approve",
+    "Stage 0: approve database changes",
+    "Stage 0: apply",
+    *MIGRATION,
+    "Teardown: plan",
+    "Teardown: approve",
+    "Teardown: approve database changes",
+    "Teardown: apply",
+]
+APPROVALS = [
+    "Stage 0: approve",
+    "Stage 0: approve database changes",
+    *MIGRATION,
+    "Teardown: approve",
+    "Teardown: approve database changes",
 ]
 TEXT = JENKINSFILE.read_text()
+CASC = yaml.safe_load((REPO / "jenkins" / "casc.yaml").read_text())
 
 
 def _stage_body(name: str) -> str:
@@ -106,59 +123,103 @@ def test_pipeline_options():
         "lock(resource: 'lazyshift-migration')",
     ):
         assert needle in TEXT, needle
-    options = TEXT[TEXT.index("options {") : TEXT.index("environment {")]
+    options = TEXT[TEXT.index("options {") : TEXT.index("stages {")]
     assert "timeout(time:" in options
 
 
-def test_approval_is_an_input_with_a_parameterised_submitter_and_a_timeout():
-    body = _function_body("approve")
-    assert "input(" in body and "submitter: params.APPROVERS" in body
-    assert "timeout(" in body
-    assert "string(name: 'APPROVERS'" in TEXT
+def _block(body: str, name: str) -> str:
+    """Text of the first `name { ... }` block inside `body`."""
+    start = body.index(f"{name} {{")
+    depth = 0
+    for j in range(body.index("{", start), len(body)):
+        depth += {"{": 1, "}": -1}.get(body[j], 0)
+        if depth == 0:
+            return body[start : j + 1]
+    raise AssertionError(name)
 
 
-@pytest.mark.parametrize(("name", "playbook"), STAGES)
-def test_each_stage_has_milestone_approval_playbook(name, playbook):
-    body = _stage_body(name)
-    assert "milestone(" in body
-    assert "approve(params, " in body
-    assert body.index("approve(") < body.index("playbook(")
-    assert f"playbook('{playbook}')" in body
-    assert (ANSIBLE_DIR / playbook).is_file()
+def test_no_executor_is_held_at_the_top_or_while_waiting():
+    pipeline = TEXT[TEXT.index("pipeline {") :]
+    assert re.search(r"^pipeline \{\n\s+agent none\n", pipeline, re.M), "top-level agent none"
+    assert pipeline.count("agent {") == len(STAGES) - len(APPROVALS) + len(MIGRATION)
+    for name in STAGES:
+        body = _stage_body(name)
+        if "sh " in body or "Stage(" in body or "applyPlan(" in body or "recordPlan(" in body:
+            assert "agent { label 'lazyshift' }" in body, f"{name} runs commands without agent"
+    for name in APPROVALS:
+        body = _stage_body(name)
+        assert "input {" in body, f"{name}: approval is not a stage-level input"
+        when = _block(body, "when")
+        assert "beforeAgent true" in when and "beforeInput true" in when, name
+        assert "timeout(time:" in _block(body, "options"), f"{name}: an approval must time out"
+        if "agent {" in body:
+            assert body.index("input {") < body.index("agent {"), name
+
+
+def test_approvers_come_from_the_controller_not_from_parameters():
+    submitters = re.findall(r'submitter "([^"]+)"', TEXT)
+    assert len(submitters) == len(APPROVALS)
+    assert set(submitters) == {"${env.LAZYSHIFT_APPROVERS}", "${env.LAZYSHIFT_DB_APPROVERS}"}
+    assert "params.APPROVERS" not in TEXT and "name: 'APPROVERS'" not in TEXT
+    for name in APPROVALS:
+        wanted = "LAZYSHIFT_DB_APPROVERS" if "database" in name else "LAZYSHIFT_APPROVERS"
+        assert f'submitter "${{env.{wanted}}}"' in _stage_body(name), name
+    post = TEXT[TEXT.rindex("post {") :]
+    assert "submitter: env.LAZYSHIFT_APPROVERS" in post
+    env = {
+        e["key"]: e["value"]
+        for prop in CASC["jenkins"]["globalNodeProperties"]
+        for e in prop["envVars"]["env"]
+    }
+    assert env["LAZYSHIFT_APPROVERS"] == "lazyshift-approvers"
+    assert env["LAZYSHIFT_DB_APPROVERS"] == "lazyshift-dba"
 
 
 def test_stage_order_and_names():
-    positions = [TEXT.index(f"stage('{name}')") for name, _ in STAGES]
+    positions = [TEXT.index(f"stage('{name}')") for name in STAGES]
     assert positions == sorted(positions)
-    milestones = [int(x) for x in re.findall(r"milestone\(ordinal: (\d+)", TEXT)]
-    assert milestones == sorted(milestones) and len(set(milestones)) == len(milestones)
+    assert len(re.findall(r"\bstage\('", TEXT)) == len(STAGES)
 
 
-def test_gates():
-    gate = _function_body("statusGate")
-    assert "lazyshift --json status" in gate and "gate.can_advance" in gate
-    assert "statusGate('dual', true)" in _stage_body("Stage 2: dual")
-    stage4 = _stage_body("Stage 4: backfill")
-    assert "lazyshift verify --json" in stage4 and "--report verify.json" in stage4
-    assert "archiveArtifacts(artifacts: 'verify.json'" in stage4
-    playbook = _function_body("playbook")
-    assert "ansible-playbook -i inventories/${params.INVENTORY} ansible/${name}" in playbook
+def test_stage0_applies_exactly_the_approved_plan_with_a_second_approval_for_databases():
+    plan = _stage_body("Stage 0: plan")
+    assert 'sh "make stage0 ENV=${params.ENV} STEP=plan"' in plan
+    assert "env.STAGE0_SHA = plan.plan_sha256" in plan
+    assert "env.STAGE0_DB = plan.needs_database_approval" in plan
+    approve = _stage_body("Stage 0: approve")
+    assert "env.STAGE0_CHANGES == 'true'" in approve and "${env.STAGE0_MESSAGE}" in approve
+    db = _stage_body("Stage 0: approve database changes")
+    assert "env.STAGE0_DB == 'true'" in db and "env.STAGE0_DB_APPROVED = env.STAGE0_SHA" in db
+    apply = _stage_body("Stage 0: apply")
+    assert "env.STAGE0_SHA, env.STAGE0_DB_APPROVED" in apply
+    fn = _function_body("applyPlan")
+    assert "unstash(" in fn and "STEP=apply" in fn
+    assert "APPROVED_PLAN=${sha} APPROVED_DB_CHANGES=${dbApproved" in fn
+    record = _function_body("recordPlan")
+    assert 'readJSON(file: "${dir}/summary.json")' in record
+    assert "archiveArtifacts(" in record and "stash(" in record
+    teardown = _stage_body("Teardown: plan")
+    assert 'sh "make teardown ENV=${params.ENV} STEP=plan"' in teardown
+    assert "params.TEARDOWN" in teardown
+
+
+@pytest.mark.parametrize("number", range(1, 6))
+def test_each_migration_stage_runs_its_make_target_and_gate(number):
+    body = _stage_body(MIGRATION[number - 1])
+    assert f"wanted(params, {number})" in body
+    assert f"migrationStage(params, {number})" in body
+    fn = _function_body("migrationStage")
+    assert 'sh "make stage0 ENV=${params.ENV} STEP=handover"' in fn
+    assert 'sh "make stage${stageNumber} INVENTORY=aws ENV=${params.ENV}"' in fn
+    assert 'sh "make gate INVENTORY=aws ENV=${params.ENV} STAGE=${stageNumber}"' in fn
+    assert fn.index("STEP=handover") < fn.index("make stage${stageNumber}") < fn.index("gate")
 
 
 def test_failure_offers_rollback():
     post = TEXT[TEXT.rindex("post {") :]
     failure = post[post.index("failure {") :]
-    assert "input(" in failure and "submitter: params.APPROVERS" in failure
-    assert "playbook('rollback.yml')" in failure
-    assert (ANSIBLE_DIR / "rollback.yml").is_file()
-
-
-def _lazyshift_help(*args: str) -> str:
-    if not LAZYSHIFT.exists():
-        pytest.fail(f"{LAZYSHIFT} not found: run `make deps-python`")
-    proc = run([str(LAZYSHIFT), *args, "--help"])
-    assert proc.returncode == 0, explain(proc)
-    return proc.stdout
+    assert "input(" in failure and "node('lazyshift')" in failure
+    assert 'sh "make rollback INVENTORY=aws ENV=${params.ENV}"' in failure
 
 
 def _make_targets() -> set[str]:
@@ -168,50 +229,97 @@ def _make_targets() -> set[str]:
     return targets
 
 
-def test_sh_steps_only_run_commands_that_exist():
-    commands = re.findall(r"\bsh[ (]+(['\"])(.+?)\1", TEXT)
-    assert commands
-    top = _lazyshift_help()
-    subcommands = set(re.findall(r"^  ([a-z-]+)\s", top.split("Commands:")[1], re.M))
-    for _, command in commands:
-        argv = shlex.split(command.split(">")[0])
-        if argv[0] == "ansible-playbook":
-            playbook = argv[-1].replace("${name}", "stage1-mongo.yml")
-            assert playbook.startswith("ansible/"), command
-        elif argv[0] == ".venv/bin/lazyshift":
-            sub = next(a for a in argv[1:] if not a.startswith("-"))
-            assert sub in subcommands, f"`lazyshift {sub}` does not exist: {command}"
-            helptext = _lazyshift_help(sub)
-            for flag in (a for a in argv[argv.index(sub) + 1 :] if a.startswith("--")):
-                assert re.search(rf"{flag}\b", helptext), f"`lazyshift {sub}` has no {flag}"
-        elif argv[0] == "make":
-            missing = set(argv[1:]) - _make_targets()
-            assert not missing, f"make targets that do not exist: {missing}"
+def _sh_commands() -> list[str]:
+    return [c for _, c in re.findall(r"\bsh[ (]+(['\"])(.+?)\1", TEXT)]
+
+
+def test_sh_steps_are_make_targets_that_exist():
+    """Fails until mk/infra.mk (stage1..stage5, gate, rollback) is merged."""
+    commands = _sh_commands()
+    assert len(commands) >= 6
+    named = set()
+    for command in commands:
+        argv = command.split()
+        assert argv[0] == "make", f"the Jenkinsfile runs only make targets: {command}"
+        target = argv[1]
+        if target == "stage${stageNumber}":
+            named |= {f"stage{n}" for n in range(1, 6)}
+        elif target == "${target}":
+            applied = re.findall(r"applyPlan\(params, '([a-z0-9]+)'", TEXT)
+            assert applied == ["stage0", "teardown"], applied
+            named |= set(applied)
         else:
-            raise AssertionError(f"unexpected command in the Jenkinsfile: {command}")
+            assert "$" not in target, command
+            named.add(target)
+        assert "ENV=${params.ENV}" in argv, f"{command}: every target gets the environment"
+    assert named == {
+        "stage0",
+        "stage1",
+        "stage2",
+        "stage3",
+        "stage4",
+        "stage5",
+        "gate",
+        "rollback",
+        "teardown",
+    }
+    missing = named - _make_targets()
+    assert not missing, f"make targets that do not exist: {sorted(missing)}"
 
 
-def test_casc_and_plugins():
-    casc = yaml.safe_load((REPO / "jenkins" / "casc.yaml").read_text())
-    creds = casc["credentials"]["system"]["domainCredentials"][0]["credentials"]
-    ids = set()
+def _casc_credentials() -> dict[str, dict]:
+    creds = CASC["credentials"]["system"]["domainCredentials"][0]["credentials"]
+    out = {}
     for cred in creds:
         ((kind, body),) = cred.items()
-        ids.add(body["id"])
+        out[body["id"]] = {"kind": kind, **body}
+    return out
+
+
+def test_every_credential_the_pipeline_names_is_defined_and_none_is_aws():
+    creds = _casc_credentials()
+    used = set(re.findall(r"credentialsId: '([^']+)'", TEXT))
+    used |= set(re.findall(r"credentials: \['([^']+)'\]", TEXT))
+    used |= set(re.findall(r"credentials\('([^']+)'\)", TEXT))
+    used |= set(re.findall(r"credentials\('([^']+)'\)", CASC["jobs"][0]["script"]))
+    assert {"lazyshift-ssh", "lazyshift-mysql-app-password", "lazyshift-git"} <= used
+    assert used <= set(creds), f"credential IDs not declared in casc.yaml: {used - set(creds)}"
+    for cid, body in creds.items():
         for key in ("secret", "secretBytes", "password"):
             if key in body:
-                assert str(body[key]).startswith("${"), f"{body['id']}: {key} must be a placeholder"
+                assert str(body[key]).startswith("${"), f"{cid}: {key} must be a placeholder"
         key = body.get("privateKeySource", {}).get("directEntry", {}).get("privateKey")
         if key is not None:
-            assert key.startswith("${"), body["id"]
-    used = set(re.findall(r"credentials\('([^']+)'\)", TEXT))
-    used |= set(re.findall(r"credentials: \['([^']+)'\]", TEXT))
-    assert used and used <= ids, f"credential IDs not declared in casc.yaml: {used - ids}"
-    assert "pipelineJob('lazyshift-migration')" in casc["jobs"][0]["script"]
-    assert "scriptPath('Jenkinsfile')" in casc["jobs"][0]["script"]
-    resources = casc["unclassified"]["lockableResourcesManager"]["declaredResources"]
+            assert key.startswith("${"), cid
+        assert "aws" not in cid.lower(), f"{cid}: AWS access is the agent's instance role"
+    for text in (TEXT, (REPO / "jenkins" / "casc.yaml").read_text()):
+        assert not re.search(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)", text)
+    assert creds["lazyshift-ssh"]["username"] == "admin", "Debian 12 AMIs log in as admin"
+
+
+def test_casc_security_realm_and_authorization():
+    jenkins = CASC["jenkins"]
+    ldap = jenkins["securityRealm"]["ldap"]["configurations"][0]
+    assert ldap["server"].startswith("${") and ldap["managerPasswordSecret"].startswith("${")
+    entries = jenkins["authorizationStrategy"]["globalMatrix"]["entries"]
+    groups = {e["group"]["name"]: e["group"]["permissions"] for e in entries if "group" in e}
+    assert "Overall/Administer" in groups["lazyshift-admins"]
+    assert "Job/Build" in groups["lazyshift-approvers"]
+    assert not any("anonymous" in json.dumps(e).lower() for e in entries)
+    for name, perms in groups.items():
+        if name != "lazyshift-admins":
+            assert "Overall/Administer" not in perms, name
+    assert jenkins["numExecutors"] == 0, "nothing runs on the controller"
+    script = CASC["jobs"][0]["script"]
+    assert "pipelineJob('lazyshift-migration')" in script
+    assert "scriptPath('Jenkinsfile')" in script
+    resources = CASC["unclassified"]["lockableResourcesManager"]["declaredResources"]
     assert {"name": "lazyshift-migration"}.items() <= resources[0].items()
 
+
+def test_core_and_plugins_are_pinned_together():
+    core = (REPO / "jenkins" / "jenkins-version.txt").read_text().strip()
+    assert re.fullmatch(r"2\.\d{3}\.\d+", core), "an LTS core version"
     plugins = [
         ln.strip()
         for ln in (REPO / "jenkins" / "plugins.txt").read_text().splitlines()
@@ -227,12 +335,13 @@ def test_casc_and_plugins():
         "job-dsl",
         "workflow-aggregator",
         "lockable-resources",
-        "pipeline-milestone-step",
         "pipeline-input-step",
         "timestamper",
         "pipeline-utility-steps",
         "ssh-agent",
         "credentials-binding",
         "ansicolor",
+        "matrix-auth",
+        "ldap",
     ):
         assert needed in names, needed

@@ -201,16 +201,17 @@ def make_env(moto, tmp_path, tf_env) -> Make:
         )
     backend_extra = tmp_path / "moto.s3.tfbackend"
     backend_extra.write_text(BACKEND_EXTRA.format(url=moto))
-    # A Debian 12 image in moto's catalogue, found by the same name filter as on AWS.
+    # moto's catalogue has no Debian image and cannot make one with an EBS root device (the
+    # lookup's filter), so the test pins an image of that name; the lookup itself is covered
+    # by modules/host/tests (mocked provider).
     ec2 = _client("ec2", moto)
     ubuntu = ec2.describe_images(
         Owners=["099720109477"],
         Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-*-amd64-server-*"]}],
     )["Images"][0]["ImageId"]
-    reservation = ec2.run_instances(ImageId=ubuntu, MinCount=1, MaxCount=1)
-    seed = reservation["Instances"][0]["InstanceId"]
-    ec2.create_image(InstanceId=seed, Name="debian-12-amd64-20250101-2000")
-    ec2.terminate_instances(InstanceIds=[seed])
+    seed = ec2.run_instances(ImageId=ubuntu, MinCount=1, MaxCount=1)["Instances"][0]
+    debian = ec2.create_image(InstanceId=seed["InstanceId"], Name="debian-12-amd64-20250101")
+    ec2.terminate_instances(InstanceIds=[seed["InstanceId"]])
     env = {
         **tf_env,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -222,7 +223,7 @@ def make_env(moto, tmp_path, tf_env) -> Make:
         "TF_VAR_api_emulator": "true",
         "TF_VAR_force_destroy": "true",
         "TF_VAR_admin_cidrs": '["203.0.113.0/24"]',
-        "TF_VAR_ami_owners": f'["{ACCOUNT}"]',
+        "TF_VAR_ami_id": debian["ImageId"],
         "MAKEFLAGS": "",
     }
     return Make(tree, tmp_path / "infra", env)
