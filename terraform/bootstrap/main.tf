@@ -133,3 +133,80 @@ resource "aws_s3_bucket_policy" "this" {
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
+
+################################################################################
+# The role Terraform runs as in the pipeline: assumed by the Jenkins agent's instance role
+# (tagged Project=<project>, Role=jenkins_agent by modules/host), never by keys.
+################################################################################
+
+resource "aws_iam_role" "deploy" {
+  name                 = "${var.project}-terraform-deploy"
+  description          = "Terraform of the ${var.project} environments (make stage0 on the Jenkins agent)"
+  max_session_duration = 3600
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
+      Action    = "sts:AssumeRole"
+      Condition = {
+        StringEquals = {
+          "aws:PrincipalTag/Project" = var.project
+          "aws:PrincipalTag/Role"    = "jenkins_agent"
+        }
+      }
+    }]
+  })
+
+  tags = local.tags
+}
+
+# Everything but IAM, Organizations and account settings (AWS-managed) ...
+resource "aws_iam_role_policy_attachment" "deploy_power_user" {
+  role       = aws_iam_role.deploy.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/PowerUserAccess"
+}
+
+# ... and IAM only for the project's own roles and instance profiles (the hosts', DLM's).
+resource "aws_iam_role_policy" "deploy_iam" {
+  name = "project-roles-only"
+  role = aws_iam_role.deploy.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect = "Allow"
+        Action = [
+          "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:TagRole",
+          "iam:UntagRole", "iam:UpdateAssumeRolePolicy", "iam:PassRole",
+          "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
+          "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+          "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+          "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
+          "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
+          "iam:TagInstanceProfile", "iam:UntagInstanceProfile",
+        ]
+        Resource = [
+          "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/${var.project}-*",
+          "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:instance-profile/${var.project}-*",
+        ]
+      },
+      {
+        # Only the two AWS-managed policies the stack attaches.
+        Effect   = "Deny"
+        Action   = ["iam:AttachRolePolicy", "iam:DetachRolePolicy"]
+        Resource = "*"
+        Condition = {
+          ArnNotEquals = {
+            "iam:PolicyARN" = [
+              "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+              "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole",
+            ]
+          }
+        }
+      },
+    ]
+  })
+}

@@ -12,3 +12,8 @@ output "kms_key_arn" {
   description = "ARN of the key encrypting the state (state readers need kms:Decrypt on it)."
   value       = aws_kms_key.this.arn
 }
+
+output "deploy_role_arn" {
+  description = "Role make stage0 runs Terraform as on the Jenkins agent (its AWS profile: role_arn + credential_source = Ec2InstanceMetadata)."
+  value       = aws_iam_role.deploy.arn
+}

@@ -19,6 +19,12 @@ mock_provider "aws" {
     }
   }
 
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/lazyshift-terraform-deploy"
+    }
+  }
+
   mock_resource "aws_s3_bucket" {
     defaults = {
       arn = "arn:aws:s3:::lazyshift-tfstate-123456789012-eu-west-1"
@@ -57,6 +63,25 @@ run "state_bucket_is_private_versioned_encrypted" {
   assert {
     condition     = strcontains(aws_s3_bucket_policy.this[0].policy, "aws:SecureTransport")
     error_message = "Plain HTTP is denied."
+  }
+}
+
+run "deploy_role_only_for_the_jenkins_agent_and_only_project_iam" {
+  command = apply
+
+  assert {
+    condition     = jsondecode(aws_iam_role.deploy.assume_role_policy).Statement[0].Condition.StringEquals == { "aws:PrincipalTag/Project" = "lazyshift", "aws:PrincipalTag/Role" = "jenkins_agent" }
+    error_message = "Only the Jenkins agent's instance role (by its tags) assumes the deploy role."
+  }
+
+  assert {
+    condition     = alltrue([for r in jsondecode(aws_iam_role_policy.deploy_iam.policy).Statement[0].Resource : strcontains(r, ":role/lazyshift-") || strcontains(r, ":instance-profile/lazyshift-")])
+    error_message = "IAM writes only on the project's own roles and instance profiles."
+  }
+
+  assert {
+    condition     = endswith(aws_iam_role_policy_attachment.deploy_power_user.policy_arn, ":policy/PowerUserAccess")
+    error_message = "Everything but IAM comes from PowerUserAccess."
   }
 }
 

@@ -52,3 +52,8 @@ output "data_volume_id" {
   description = "ID of the data volume (null when the host has none)."
   value       = try(aws_ebs_volume.data[0].id, null)
 }
+
+output "role_policy_json" {
+  description = "The extra IAM policy of this host's role (null when it has none)."
+  value       = var.role_policy_json
+}

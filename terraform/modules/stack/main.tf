@@ -123,8 +123,9 @@ module "host" {
   ami_name_filter = var.ami_name_filter
   key_name        = var.key_name
 
-  # Only the tools hosts get more than SSM: the archive bucket.
-  role_policy_json = each.value.role == "tools" ? module.archive.writer_policy_json : null
+  # Only the tools hosts (the archive bucket) and the Jenkins agent get more than SSM.
+  role_policy_json = (each.value.role == "tools" ? module.archive.writer_policy_json
+  : each.value.role == "jenkins_agent" ? local.jenkins_agent_policy : null)
 
   # Only false against the test emulator, which lacks these APIs (see var.api_emulator).
   manage_metadata_options = !var.api_emulator
@@ -159,10 +160,62 @@ resource "aws_iam_role_policy_attachment" "dlm" {
   count = var.api_emulator ? 0 : 1
 
   role       = aws_iam_role.dlm[0].name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
+  policy_arn = "${local.arn}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
 }
 
 data "aws_partition" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  account = data.aws_caller_identity.current.account_id
+  arn     = "arn:${data.aws_partition.current.partition}"
+  # terraform/bootstrap names the state bucket and the deploy role like this.
+  state_bucket_arn = "${local.arn}:s3:::${var.project}-tfstate-${local.account}-${var.region}"
+
+  # The Jenkins agent (AWS access by its instance role, no keys): its environment's state
+  # (with the lock file), the EC2 reads of the aws_ec2 inventory, and assuming the deploy
+  # role (terraform/bootstrap) that may change the stack. Nothing else.
+  jenkins_agent_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "InventoryReads"
+        Effect   = "Allow"
+        Action   = ["ec2:DescribeInstances", "ec2:DescribeTags", "ec2:DescribeRegions"]
+        Resource = "*"
+      },
+      {
+        Sid      = "StateList"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.state_bucket_arn
+      },
+      {
+        Sid      = "StateObjects"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        Resource = "${local.state_bucket_arn}/${var.project}/${var.environment}/*"
+      },
+      {
+        Sid      = "StateKeyThroughS3"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+        Resource = "*"
+        Condition = {
+          StringEquals = { "kms:ViaService" = "s3.${var.region}.amazonaws.com" }
+          StringLike   = { "kms:EncryptionContext:aws:s3:arn" = "${local.state_bucket_arn}/*" }
+        }
+      },
+      {
+        Sid      = "DeployRole"
+        Effect   = "Allow"
+        Action   = "sts:AssumeRole"
+        Resource = "${local.arn}:iam::${local.account}:role/${var.project}-terraform-deploy"
+      },
+    ]
+  })
+}
 
 # moto has no DLM API, so the emulator run leaves the policy out (tested with the mocked
 # provider in tests/stack.tftest.hcl instead).

@@ -285,6 +285,34 @@ run "retire_mongodb_removes_its_host_whatever_hosts_says" {
   }
 }
 
+run "jenkins_agent_gets_its_state_the_inventory_and_the_deploy_role_only" {
+  command = apply
+
+  variables {
+    hosts = {
+      bastion       = { count = 1, instance_type = "t3.micro" }
+      mysql         = { count = 1, instance_type = "t3.medium", data_volume_size = 50 }
+      jenkins_agent = { count = 1, instance_type = "t3.medium" }
+    }
+  }
+
+  assert {
+    condition = [for s in jsondecode(module.host["jenkins-agent-1"].role_policy_json).Statement : s.Sid] == [
+    "InventoryReads", "StateList", "StateObjects", "StateKeyThroughS3", "DeployRole"]
+    error_message = "The agent's role: inventory reads, its state, the state key through S3, the deploy role."
+  }
+
+  assert {
+    condition     = jsondecode(module.host["jenkins-agent-1"].role_policy_json).Statement[2].Resource == "arn:aws:s3:::lazyshift-tfstate-123456789012-eu-west-1/lazyshift/dev/*"
+    error_message = "The agent reads and writes only its own environment's state objects."
+  }
+
+  assert {
+    condition     = jsondecode(module.host["jenkins-agent-1"].role_policy_json).Statement[4].Resource == "arn:aws:iam::123456789012:role/lazyshift-terraform-deploy"
+    error_message = "The agent may assume only the deploy role terraform/bootstrap makes."
+  }
+}
+
 run "zones_must_be_in_the_region" {
   command = plan
 
