@@ -270,12 +270,13 @@ def test_stage0_plan_apply_replan_teardown_destroy_through_make(make_env, moto):
     make("stage0", "ENV=dev", "STEP=apply")  # no changes: only the hand-over
 
     # Teardown: MongoDB stays until the archive is recorded ...
-    refused = make("teardown", "ENV=dev", "STEP=plan", ok=False)
-    assert "archive is not recorded" in refused.stderr
     bucket = outputs["archive_bucket"]
     # moto ignores the conditions of the bucket policy's Deny statements (TLS, the tools
-    # role) and would refuse these writes: the policy goes, the teardown apply puts it back.
+    # role) and would refuse every object request: the policy goes, the teardown apply
+    # puts it back.
     s3.delete_bucket_policy(Bucket=bucket)
+    refused = make("teardown", "ENV=dev", "STEP=plan", ok=False)
+    assert "archive is not recorded" in refused.stderr
     s3.put_object(Bucket=bucket, Key="mongodb/shipments.jsonl.gz", Body=b"x" * 10)
     manifest = {
         "format": "lazyshift-archive/1",
