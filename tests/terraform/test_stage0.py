@@ -237,7 +237,6 @@ def test_stage0_plan_apply_replan_teardown_destroy_through_make(make_env, moto):
 
     make("state-bootstrap", f"TF_STATE_REGION={REGION}")
     assert s3.get_bucket_versioning(Bucket=STATE_BUCKET)["Status"] == "Enabled"
-    make("state-bootstrap", f"TF_STATE_REGION={REGION}")  # again: nothing to do
 
     # Plan, then apply exactly that plan once approved by its sha256.
     make("stage0", "ENV=dev", "STEP=plan")
@@ -288,9 +287,9 @@ def test_stage0_plan_apply_replan_teardown_destroy_through_make(make_env, moto):
     make("teardown", "ENV=dev", "STEP=plan")
     plan = make.summary()
     assert plan["needs_database_approval"]
-    assert sorted(d["address"].split(".", 3)[-1] for d in plan["database_changes"]) == [
-        "aws_ebs_volume.data[0]",
-        "aws_instance.this",
+    assert sorted(d["address"] for d in plan["database_changes"]) == [
+        'module.stack.module.host["mongodb-1"].aws_ebs_volume.data[0]',
+        'module.stack.module.host["mongodb-1"].aws_instance.this',
     ]
     assert all(d["role"] == "mongodb" for d in plan["database_changes"])
     # ... and goes only with the second approval (the destroy-protection rule).

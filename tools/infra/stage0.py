@@ -197,18 +197,18 @@ class Stage0:
             raise Refused(f"no plan in {self.dir}: run the plan step first (STEP=plan)")
         summary = json.loads(self.summary_file.read_text())
         sha = sha256_file(self.plan_file)
-        # The plan may come from another workspace (Jenkins stashes it between stages).
-        self.init()
         if sha != summary["plan_sha256"]:
             raise Refused(f"{self.plan_file} changed since it was summarised: plan again")
-        if not summary["changes"]:
-            print(f"{self.env}: the plan changes nothing; nothing to apply")
-            return self.handover()
-        if approved != sha:
+        if summary["changes"] and approved != sha:
             raise Refused(
                 f"plan {sha} is not approved (APPROVED_PLAN={approved or '<unset>'}); "
                 f"{summary['message']}"
             )
+        # The plan may come from another workspace (Jenkins stashes it between stages).
+        self.init()
+        if not summary["changes"]:
+            print(f"{self.env}: the plan changes nothing; nothing to apply")
+            return self.handover()
         # Judged again from the plan file itself, not from the summary on disk.
         dbs = database_changes(self.tf.show_plan(self.plan_file))
         if dbs and approved_db != sha:

@@ -262,7 +262,7 @@ run "data_volumes_are_snapshotted_daily_and_outlive_their_instance" {
   }
 
   assert {
-    condition     = aws_dlm_lifecycle_policy.data[0].policy_details[0].target_tags == { Snapshot = "lazyshift-dev-data" } && aws_dlm_lifecycle_policy.data[0].state == "ENABLED"
+    condition     = aws_dlm_lifecycle_policy.data[0].policy_details[0].target_tags["Snapshot"] == "lazyshift-dev-data" && length(aws_dlm_lifecycle_policy.data[0].policy_details[0].target_tags) == 1 && aws_dlm_lifecycle_policy.data[0].state == "ENABLED"
     error_message = "One enabled DLM policy selects the data volumes by their Snapshot tag."
   }
 
