@@ -143,6 +143,52 @@ def test_make_targets_refuse_bad_usage():
         assert proc.returncode == 2, (argv, proc.stdout, proc.stderr)
 
 
+class _RecordingTerraform:
+    """Stands in for tfcli.Terraform where only stage0.py's own rules are under test."""
+
+    def __init__(self, plan: dict) -> None:
+        self.plan, self.applied = plan, []
+
+    def init(self, backend_config=()) -> None:
+        pass
+
+    def show_plan(self, plan_file: Path) -> dict:
+        return self.plan
+
+    def apply(self, plan_file: Path) -> None:
+        self.applied.append(plan_file)
+
+    def outputs(self) -> dict:
+        return {}
+
+
+def test_apply_refuses_database_destruction_without_the_second_approval(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_STATE_BUCKET", "state")
+    (tmp_path / "terraform/envs/dev").mkdir(parents=True)
+    (tmp_path / "terraform/envs/dev/main.tf").write_text("")
+    stage = stage0.Stage0("dev", tmp_path / "terraform", tmp_path / "infra")
+    plan = {"resource_changes": [_rc("x", "aws_ebs_volume", ["delete"], "mongodb")]}
+    stage.tf = _RecordingTerraform(plan)
+    stage.plan_file.write_bytes(b"a plan")
+    sha = stage0.sha256_file(stage.plan_file)
+    summary = stage0.summarise(plan, sha, "dev", "stage0")
+    stage.summary_file.write_text(json.dumps(summary))
+
+    with pytest.raises(stage0.Refused, match="not approved"):
+        stage.apply(None, None)
+    with pytest.raises(stage0.Refused, match="second approval"):
+        stage.apply(sha, None)
+    with pytest.raises(stage0.Refused, match="second approval"):
+        stage.apply(sha, "f" * 64)
+    assert stage.tf.applied == []
+    # The summary on disk is not trusted: the plan file itself is judged again.
+    stage.summary_file.write_text(json.dumps({**summary, "database_changes": []}))
+    with pytest.raises(stage0.Refused, match="second approval"):
+        stage.apply(sha, None)
+    stage.apply(sha, sha)
+    assert stage.tf.applied == [stage.plan_file]
+
+
 # -- the whole path against moto -----------------------------------------------------------
 
 
