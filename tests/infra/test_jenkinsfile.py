@@ -211,8 +211,10 @@ def test_each_migration_stage_runs_its_make_target_and_gate(number):
     fn = _function_body("migrationStage")
     assert 'sh "make stage0 ENV=${params.ENV} STEP=handover"' in fn
     assert 'sh "make stage${stageNumber} INVENTORY=aws ENV=${params.ENV}"' in fn
-    assert 'sh "make gate INVENTORY=aws ENV=${params.ENV} STAGE=${stageNumber}"' in fn
-    assert fn.index("STEP=handover") < fn.index("make stage${stageNumber}") < fn.index("gate")
+    assert 'sh "make gate INVENTORY=aws ENV=${params.ENV}"' in fn
+    assert 'readProperties(file: ".state/infra/${params.ENV}/handover.env")' in fn
+    assert fn.index("STEP=handover") < fn.index("withEnv(handover") < fn.index("make stage${")
+    assert fn.index("make stage${stageNumber}") < fn.index("make gate")
 
 
 def test_failure_offers_rollback():
@@ -220,6 +222,7 @@ def test_failure_offers_rollback():
     failure = post[post.index("failure {") :]
     assert "input(" in failure and "node('lazyshift')" in failure
     assert 'sh "make rollback INVENTORY=aws ENV=${params.ENV}"' in failure
+    assert failure.index("STEP=handover") < failure.index('sh "make rollback')
 
 
 def _make_targets() -> set[str]:
