@@ -189,6 +189,13 @@ def test_apply_refuses_database_destruction_without_the_second_approval(tmp_path
     assert stage.tf.applied == [stage.plan_file]
 
 
+def test_the_archive_is_required_while_mongodb_exists():
+    assert stage0.needs_archive("teardown", {"mongodb_host": "10.40.3.4"})
+    assert stage0.needs_archive("all", {"mongodb_host": "10.40.3.4"})
+    assert not stage0.needs_archive("all", {"mongodb_host": None, "mongodb_retired": True})
+    assert not stage0.needs_archive("stage0", {"mongodb_host": "10.40.3.4"})
+
+
 # -- the whole path against moto -----------------------------------------------------------
 
 

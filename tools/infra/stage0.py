@@ -169,7 +169,7 @@ class Stage0:
         self.init()
         current = self.tf.outputs()
         retired = bool(current.get("mongodb_retired"))
-        if scope == "teardown" or (scope == "all" and current.get("mongodb_host")):
+        if needs_archive(scope, current):
             require_archive(current)
         destroy = scope == "all"
         # Once torn down, MongoDB stays retired: the state remembers it (output mongodb_retired).
@@ -217,7 +217,7 @@ class Stage0:
                 + ", ".join(d["address"] for d in dbs)
                 + f"; a second approval is needed: APPROVED_DB_CHANGES={sha}"
             )
-        if summary["scope"] != "stage0":
+        if needs_archive(summary["scope"], self.tf.outputs()):
             require_archive(self.tf.outputs())
         self.tf.apply(self.plan_file)
         self.plan_file.unlink()
@@ -264,6 +264,11 @@ def derived_state_bucket(region: str) -> str:
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise Unavailable(f"cannot name the state bucket (set TF_STATE_BUCKET): {exc}") from exc
     return f"{os.environ.get('LAZYSHIFT_PROJECT', 'lazyshift')}-tfstate-{account}-{region}"
+
+
+def needs_archive(scope: str, outputs: dict[str, Any]) -> bool:
+    """Removing MongoDB waits for its archive; once it is gone there is nothing to wait for."""
+    return scope == "teardown" or (scope == "all" and bool(outputs.get("mongodb_host")))
 
 
 def require_archive(outputs: dict[str, Any]) -> dict[str, Any]:
