@@ -11,7 +11,7 @@ from typing import Any
 from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from lazyshift.config import Settings
-from lazyshift.control.ladder import Facts, Mode, VerifyRun
+from lazyshift.control.ladder import ArchiveRun, Facts, Mode, VerifyRun
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.mongo_store import MongoStore
@@ -75,6 +75,8 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         }
         progress = store.backfill_progress(cur) if store.backfill_schema_ready(cur) else None
         last = store.last_full_verify(cur)
+        archive = store.last_verified_archive(cur)
+        reconcile_epoch = store.reconcile_needed(cur)
         cur.close()
     finally:
         if own:
@@ -102,6 +104,10 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         backfill_finished_at=finished,
         last_full_verify=verify_run,
         archives=mysql["archives"],
+        last_verified_archive=None
+        if archive is None
+        else ArchiveRun(archive["created_at"], archive["verified_at"]),
+        reconcile_epoch=reconcile_epoch,
     )
     backfill = {
         "partitions": parts,
@@ -109,7 +115,15 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         "finished_at": finished,
         "last_full_verify": None
         if last is None
-        else {"differences": int(last["differences"]), "finished_at": last["finished_at"]},
+        else {
+            "differences": int(last["differences"]),
+            "started_at": last["started_at"],
+            "finished_at": last["finished_at"],
+        },
+        "last_verified_archive": None
+        if archive is None
+        else {"created_at": archive["created_at"], "verified_at": archive["verified_at"]},
+        "reconcile_needed_since_epoch": reconcile_epoch,
     }
     return Observation(facts, st, clients, mongo, mysql, backfill)
 

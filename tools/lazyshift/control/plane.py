@@ -23,7 +23,15 @@ from mysql.connector.errors import DatabaseError
 
 from lazyshift.config import Settings
 from lazyshift.control import facts, steps
-from lazyshift.control.ladder import Mode, TransitionError, parse_mode, previous_mode, rung
+from lazyshift.control.ladder import (
+    RUNGS,
+    Mode,
+    Rung,
+    TransitionError,
+    parse_mode,
+    previous_mode,
+    rung,
+)
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.mysql_store import ControlState
@@ -77,9 +85,15 @@ def set_mode(
                 "command that started it died"
             )
         if target_mode == st.mode:
-            return TransitionResult(
+            result = TransitionResult(
                 st.mode, target, st.epoch, 0.0, notes=[f"already in {target}: nothing to do"]
             )
+            # a follow-up step that failed (or was killed) last time is run again
+            into = RUNGS.get((previous_mode(target_mode), target_mode))  # type: ignore[arg-type]
+            if into is not None and into.after_commit:
+                result.notes = [f"already in {target}"]
+                _after_commit(settings, conn, into, {}, result)
+            return result
         step = rung(Mode(st.mode), target_mode)
         reasons = step.requires(facts.collect(settings, conn))
         conn.commit()
@@ -91,9 +105,48 @@ def set_mode(
             notes.append(
                 "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
             )
-        return _drain_and_commit(
-            settings, conn, st, step.target, step.during_pause, memo, notes, hb_timeout, timeout_s
+        result = _drain_and_commit(settings, conn, st, step, memo, notes, hb_timeout, timeout_s)
+        if step.after_commit:
+            _after_commit(settings, conn, step, memo, result)
+        return result
+    finally:
+        conn.close()
+
+
+def _after_commit(
+    settings: Settings,
+    conn: MySQLConnectionAbstract,
+    step: Rung,
+    memo: dict[str, Any],
+    result: TransitionResult,
+) -> None:
+    """The rung's step once the new mode is in force (writes flow): a failure leaves the new
+    mode in place and says what to run again."""
+    assert step.after_commit is not None
+    try:
+        st = store.read_control(conn.cursor())
+        conn.commit()
+        result.notes.append(
+            "after the switch: " + steps.run(step.after_commit, settings, conn, st, memo)
         )
+    except Exception as exc:  # noqa: BLE001 - the switch itself stands; say what is left
+        again = (
+            "`lazyshift mode reconcile`"
+            if step.after_commit == "reconcile_if_needed"
+            else f"`lazyshift mode set {step.target}` (it resumes)"
+        )
+        raise TransitionError(
+            f"{step.source} -> {step.target} is in force (epoch {result.epoch}), but its "
+            f"follow-up step {step.after_commit} failed: {type(exc).__name__}: {exc}. "
+            f"Run {again} once the cause is fixed"
+        ) from exc
+
+
+def reconcile(settings: Settings) -> str:
+    """Copy MongoDB over MySQL's stale copies (stage 2, after a spell in mongo mode)."""
+    conn = my.connect(settings.mysql)
+    try:
+        return steps.reconcile(settings, conn)
     finally:
         conn.close()
 
@@ -111,14 +164,14 @@ def _drain_and_commit(
     settings: Settings,
     conn: MySQLConnectionAbstract,
     st: ControlState,
-    target: Mode,
-    during_pause: str | None,
+    step: Rung,
     memo: dict[str, Any],
     notes: list[str],
     hb_timeout: float,
     timeout_s: float,
 ) -> TransitionResult:
     cur = conn.cursor()
+    target, during_pause = step.target, step.during_pause
     new_epoch = st.epoch + 1
     started = time.monotonic()
     _begin_drain(conn, cur, st, target, new_epoch, hb_timeout)
@@ -138,6 +191,8 @@ def _drain_and_commit(
                 "the control row changed during the transition "
                 "(another `mode set` or `mode abort`?)"
             )
+        if step.leaves_mysql_stale:
+            store.mark_reconcile_needed(cur, new_epoch)
         conn.commit()
     except BaseException as exc:
         _abort(conn, new_epoch, st.mode)
