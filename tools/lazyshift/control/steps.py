@@ -32,6 +32,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from lazyshift import logs
 from lazyshift.config import Settings
+from lazyshift.control.ladder import TransitionError
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document
 from lazyshift.core.guarded_write import apply_batch, guarded_write, map_or_reject
@@ -292,7 +293,7 @@ def reconcile(settings: Settings, conn: MySQLConnectionAbstract) -> str:
     if dead:
         note += f", {dead} unmappable (dead-lettered)"
     if not cleared:
-        raise RuntimeError(
+        raise TransitionError(
             note + "; but the mode changed meanwhile: run `lazyshift mode reconcile` again"
         )
     return note
