@@ -155,7 +155,7 @@ def test_mode_set_mysql_needs_verify_after_backfill_and_archive_after_verify(
         plane.set_mode(migrated, mode)
     run_cli("backfill", "--workers", "1", settings=migrated)
     run_cli("verify", "--full", settings=migrated)
-    with pytest.raises(TransitionError, match="no archive of MongoDB that was read back"):
+    with pytest.raises(TransitionError, match="no archive of MongoDB is recorded"):
         plane.set_mode(migrated, "mysql")
     manifest = json.loads(
         run_cli("--json", "archive", "--to", str(tmp_path / "a1"), settings=migrated).stdout

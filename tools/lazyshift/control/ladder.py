@@ -155,8 +155,8 @@ def _archived(f: Facts) -> list[str]:
     archive, last = f.last_verified_archive, f.last_full_verify
     if archive is None:
         return [
-            "no archive of MongoDB that was read back is recorded: run `lazyshift archive "
-            "--to DIR|s3://bucket/prefix` first"
+            "no archive of MongoDB is recorded (written and read back after the last clean "
+            "full verify): run `lazyshift archive --to DIR|s3://bucket/prefix` first"
         ]
     if last is not None and archive.created_at < last.finished_at:
         return [
