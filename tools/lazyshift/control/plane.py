@@ -105,9 +105,14 @@ def set_mode(
             notes.append(
                 "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
             )
-        result = _drain_and_commit(settings, conn, st, step, memo, notes, hb_timeout, timeout_s)
-        if step.after_commit:
-            _after_commit(settings, conn, step, memo, result)
+        try:
+            if step.during_pause:
+                steps.prepare(settings, memo)  # connect to MongoDB before writes pause
+            result = _drain_and_commit(settings, conn, st, step, memo, notes, hb_timeout, timeout_s)
+            if step.after_commit:
+                _after_commit(settings, conn, step, memo, result)
+        finally:
+            steps.close(memo)
         return result
     finally:
         conn.close()

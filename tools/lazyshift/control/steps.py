@@ -48,6 +48,24 @@ DEAD_LETTER_BATCH = 500
 Step = Callable[[Settings, MySQLConnectionAbstract, ControlState, dict[str, Any]], str]
 
 
+def _mongo(settings: Settings, memo: dict[str, Any]) -> MongoStore:
+    """One MongoDB client per transition, opened before the pause (plane.set_mode closes it):
+    connecting inside the pause would hold writes for the handshake."""
+    if memo.get("mongo") is None:
+        memo["mongo"] = MongoStore.open(settings)
+    return memo["mongo"]
+
+
+def prepare(settings: Settings, memo: dict[str, Any]) -> None:
+    _mongo(settings, memo)
+
+
+def close(memo: dict[str, Any]) -> None:
+    mongo = memo.pop("mongo", None)
+    if mongo is not None:
+        mongo.close()
+
+
 def newer(a: Document, b: Document | None) -> bool:
     """Is `a` a newer copy of the shipment than `b`? (source_rev, version), in that order."""
     if b is None:
@@ -64,19 +82,16 @@ def newer(a: Document, b: Document | None) -> bool:
 def flush_backlog(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    mongo = MongoStore.open(settings)
+    mongo = _mongo(settings, memo)
     flushed = 0
-    try:
-        while keys := mongo.backlog_keys(limit=BACKLOG_BATCH):
-            for key in keys:
-                doc = mongo.get(key)
-                if doc is not None:
-                    # No epoch: this runs inside the drain, the one writer allowed now.
-                    guarded_write(conn, doc)
-                mongo.backlog_remove(key)
-                flushed += 1
-    finally:
-        mongo.close()
+    while keys := mongo.backlog_keys(limit=BACKLOG_BATCH):
+        for key in keys:
+            doc = mongo.get(key)
+            if doc is not None:
+                # No epoch: this runs inside the drain, the one writer allowed now.
+                guarded_write(conn, doc)
+            mongo.backlog_remove(key)
+            flushed += 1
     logs.event("transition.backlog_flushed", shipments=flushed)
     return f"flushed {flushed} backlogged shipment(s) into MySQL"
 
@@ -105,27 +120,23 @@ def _mongo_letter(entry: dict[str, Any]) -> DeadLetter:
 
 
 def _dead_letters_to_mysql(
-    settings: Settings, conn: MySQLConnectionAbstract, copied: set[Any]
+    mongo: MongoStore, conn: MySQLConnectionAbstract, copied: set[Any]
 ) -> int:
     """MongoDB's dead letters not yet in `copied` -> MySQL (once per origin + dedup key)."""
-    mongo = MongoStore.open(settings)
     moved = 0
-    try:
-        batch: list[DeadLetter] = []
-        ids: list[Any] = []
-        for entry in mongo.dead_letters.find({}):
-            if entry["_id"] in copied:
-                continue
-            batch.append(_mongo_letter(entry))
-            ids.append(entry["_id"])
-            if len(batch) >= DEAD_LETTER_BATCH:
-                moved += _insert_letters(conn, batch)
-                copied.update(ids)
-                batch, ids = [], []
-        moved += _insert_letters(conn, batch)
-        copied.update(ids)
-    finally:
-        mongo.close()
+    batch: list[DeadLetter] = []
+    ids: list[Any] = []
+    for entry in mongo.dead_letters.find({}):
+        if entry["_id"] in copied:
+            continue
+        batch.append(_mongo_letter(entry))
+        ids.append(entry["_id"])
+        if len(batch) >= DEAD_LETTER_BATCH:
+            moved += _insert_letters(conn, batch)
+            copied.update(ids)
+            batch, ids = [], []
+    moved += _insert_letters(conn, batch)
+    copied.update(ids)
     return moved
 
 
@@ -138,7 +149,7 @@ def _insert_letters(conn: MySQLConnectionAbstract, letters: list[DeadLetter]) ->
 def dead_letters_to_mysql(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    moved = _dead_letters_to_mysql(settings, conn, memo.setdefault("letters", set()))
+    moved = _dead_letters_to_mysql(_mongo(settings, memo), conn, memo.setdefault("letters", set()))
     return f"carried {moved} dead letter(s) from MongoDB into MySQL"
 
 
@@ -171,32 +182,29 @@ def _write_back(
     MySQL version still equals the one there are skipped (handled by an earlier pass).
     """
     copied: dict[str, int] = memo.setdefault("copied", {})
-    mongo = MongoStore.open(settings)
+    mongo = _mongo(settings, memo)
     written = skipped = 0
-    try:
-        letters = _dead_letters_to_mongo(conn, mongo, memo)
-        if st.flip_epoch is None:
-            return (
-                "no flip epoch recorded: nothing written in mysql-primary mode to write back"
-                f"; {letters} dead letter(s) carried back to MongoDB"
-            )
-        after = ""
-        while True:
-            with read_snapshot(conn):
-                cur = conn.cursor()
-                found = store.written_since(cur, st.flip_epoch, after, WRITE_BACK_BATCH)
-                keys = [k for k, v in found if not (only_moved and copied.get(k) == v)]
-                docs = store.load_documents(cur, keys)
-            if not found:
-                break
-            for key in keys:
-                if _write_back_one(conn, mongo, docs[key], copied):
-                    written += 1
-                else:
-                    skipped += 1
-            after = found[-1][0]
-    finally:
-        mongo.close()
+    letters = _dead_letters_to_mongo(conn, mongo, memo)
+    if st.flip_epoch is None:
+        return (
+            "no flip epoch recorded: nothing written in mysql-primary mode to write back"
+            f"; {letters} dead letter(s) carried back to MongoDB"
+        )
+    after = ""
+    while True:
+        with read_snapshot(conn):
+            cur = conn.cursor()
+            found = store.written_since(cur, st.flip_epoch, after, WRITE_BACK_BATCH)
+            keys = [k for k, v in found if not (only_moved and copied.get(k) == v)]
+            docs = store.load_documents(cur, keys)
+        if not found:
+            break
+        for key in keys:
+            if _write_back_one(conn, mongo, docs[key], copied):
+                written += 1
+            else:
+                skipped += 1
+        after = found[-1][0]
     logs.event("transition.written_back", written=written, already_current=skipped)
     return (
         f"wrote {written} shipment(s) changed in MySQL since the flip back to MongoDB "
