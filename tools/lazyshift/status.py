@@ -28,6 +28,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         "state": st.state,
         "target_mode": st.target_mode,
         "flip_epoch": st.flip_epoch,
+        # MySQL missed writes made in mongo mode since this epoch (the flip waits for them)
+        "reconcile_needed_since_epoch": seen.facts.reconcile_epoch,
         "backfill": seen.backfill,
         "clients": [{k: c[k] for k in CLIENT_FIELDS} for c in seen.clients],
         "mongo": mongo,

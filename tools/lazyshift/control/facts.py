@@ -123,7 +123,6 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         "last_verified_archive": None
         if archive is None
         else {"created_at": archive["created_at"], "verified_at": archive["verified_at"]},
-        "reconcile_needed_since_epoch": reconcile_epoch,
     }
     return Observation(facts, st, clients, mongo, mysql, backfill)
 
