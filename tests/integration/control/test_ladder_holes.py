@@ -62,7 +62,7 @@ def test_dual_reentry_reconciles_and_a_newer_mysql_write_survives_the_backfill(
     live_write(migrated, conn, doc(3, 10, 9, "live"))
     # MongoDB (read-only now) somehow holds a higher version of older content
     collection.replace_one({"_id": key}, doc(3, 8, 12, "mongo-drifted"))
-    run_cli("backfill", "--workers", "1", "--partitions", "2", settings=migrated)
+    run_cli("backfill", "--workers", "1", "--partitions", "2", settings=migrated, timeout=1800)
     got = mysql_doc(conn, key)
     assert (got["tracking_number"], got["source_rev"]) == ("live", 10)
 
@@ -106,7 +106,7 @@ def test_rollback_rereads_only_live_writes_since_the_flip(migrated, collection, 
     load_mongo(collection, 200)
     plane.set_mode(migrated, "dual")
     plane.set_mode(migrated, "mysql-primary")
-    run_cli("backfill", "--workers", "1", "--partitions", "2", settings=migrated)
+    run_cli("backfill", "--workers", "1", "--partitions", "2", settings=migrated, timeout=1800)
     # a lazy read's copy is a copy too
     guarded_write(conn, make_doc(250), epoch=plane.get_state(migrated).epoch)
     for i in (5, 6, 7):
@@ -153,7 +153,7 @@ def test_mode_set_mysql_needs_verify_after_backfill_and_archive_after_verify(
     )
     for mode in ("dual", "mysql-primary"):
         plane.set_mode(migrated, mode)
-    run_cli("backfill", "--workers", "1", settings=migrated)
+    run_cli("backfill", "--workers", "1", settings=migrated, timeout=1800)
     run_cli("verify", "--full", settings=migrated)
     with pytest.raises(TransitionError, match="no archive of MongoDB is recorded"):
         plane.set_mode(migrated, "mysql")

@@ -85,15 +85,7 @@ def set_mode(
                 "command that started it died"
             )
         if target_mode == st.mode:
-            result = TransitionResult(
-                st.mode, target, st.epoch, 0.0, notes=[f"already in {target}: nothing to do"]
-            )
-            # a follow-up step that failed (or was killed) last time is run again
-            into = RUNGS.get((previous_mode(target_mode), target_mode))  # type: ignore[arg-type]
-            if into is not None and into.after_commit:
-                result.notes = [f"already in {target}"]
-                _after_commit(settings, conn, into, {}, result)
-            return result
+            return _already_in(settings, conn, st, target_mode)
         step = rung(Mode(st.mode), target_mode)
         reasons = step.requires(facts.collect(settings, conn))
         conn.commit()
@@ -101,11 +93,11 @@ def set_mode(
             raise TransitionError(f"refusing {st.mode} -> {target}: " + "; ".join(reasons))
         memo: dict[str, Any] = {}
         notes = []
-        if step.before_pause:
-            notes.append(
-                "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
-            )
         try:
+            if step.before_pause:
+                notes.append(
+                    "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
+                )
             if step.during_pause:
                 steps.prepare(settings, memo)  # connect to MongoDB before writes pause
             result = _drain_and_commit(settings, conn, st, step, memo, notes, hb_timeout, timeout_s)
@@ -116,6 +108,27 @@ def set_mode(
         return result
     finally:
         conn.close()
+
+
+def _already_in(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, target: Mode
+) -> TransitionResult:
+    """Nothing to move; but a follow-up step of the rung into `target` that failed (or was
+    killed) last time is run again."""
+    result = TransitionResult(
+        st.mode, target.value, st.epoch, 0.0, notes=[f"already in {target}: nothing to do"]
+    )
+    previous = previous_mode(target)
+    into = RUNGS.get((previous, target)) if previous is not None else None
+    if into is None or not into.after_commit:
+        return result
+    result.notes = [f"already in {target}"]
+    memo: dict[str, Any] = {}
+    try:
+        _after_commit(settings, conn, into, memo, result)
+    finally:
+        steps.close(memo)
+    return result
 
 
 def _after_commit(
