@@ -17,7 +17,9 @@ from lazyshift.core import mysql_store as store
 from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql_store import ControlState
 
-MONGO_TIMEOUT_MS = 2000
+# generous: on a loaded host a 2 s handshake timeout called a live MongoDB unreachable and
+# refused the flip
+MONGO_TIMEOUT_MS = 10_000
 
 
 @dataclass
