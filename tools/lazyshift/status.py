@@ -19,7 +19,7 @@ def collect(settings: Settings) -> dict[str, Any]:
     seen = facts.observe(settings)
     st, mongo, mysql = seen.control, seen.mongo, seen.mysql
     left = None
-    if mongo.get("reachable"):
+    if mongo.get("reachable") and mongo.get("shipments") is not None:
         left = max(int(mongo["shipments"]) - int(mysql["shipments"]), 0)
     return {
         "mode": st.mode,
