@@ -381,3 +381,22 @@ def test_only_live_writes_are_stamped_for_rollback(conn):
     assert bookkeeping(conn, "k:s")[2] == 3
     assert guarded_write(conn, rev_doc("k:s", 3, 3, "copy")) is True
     assert bookkeeping(conn, "k:s")[2] is None
+
+
+@DB_EXAMPLES
+@given(
+    pairs=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6)), min_size=1, max_size=10),
+    batch_size=st.integers(1, 3),
+)
+def test_any_interleaving_ends_at_the_newest_revision_pair(conn, pairs, batch_size):
+    """Whatever the order and batching of copies whose revisions and versions disagree (the
+    stores' counters drift), the stored copy is the one with the highest (rev, version)."""
+    cur = conn.cursor()
+    cur.execute("DELETE FROM shipment")
+    conn.commit()
+    for i in range(0, len(pairs), batch_size):
+        apply_batch(cur, [rev_doc("k:h", r, v, f"{r}.{v}") for r, v in pairs[i : i + batch_size]])
+        conn.commit()
+    r, v = max(pairs)
+    assert stored(conn, "k:h") == rev_doc("k:h", r, v, f"{r}.{v}")
+    cur.close()
