@@ -79,7 +79,8 @@ demo: deps
 BENCH_DOCS ?= 100000
 bench: deps
 	@$(call with_test_stack,$(PY) bench/bench_modes.py && \
-	  $(PY) bench/bench_data.py --docs $(BENCH_DOCS))
+	  $(PY) bench/bench_data.py --docs $(BENCH_DOCS) && \
+	  $(PY) bench/bench_rollback.py --docs $(BENCH_DOCS))
 
 stack-up: deps
 	$(LAZYSHIFT) dev up

@@ -122,3 +122,57 @@ def test_every_command_has_help(cli) -> None:
         out = cli(*path, "--help")
         assert out.exit_code == 0, (path, out.stderr)
         assert "Usage:" in out.stdout, path
+
+
+# Every command that talks to a database, with its required arguments.
+def _walk(tmp_path) -> list[list[str]]:
+    report = tmp_path / "report.json"
+    report.write_text('{"source": "mongo:x", "truth": "mongo", "findings": []}')
+    return [
+        ["status"],
+        ["mode", "show"],
+        ["mode", "set", "dual"],
+        ["mode", "abort"],
+        ["mode", "reconcile"],
+        ["rollback"],
+        ["schema", "migrate"],
+        ["schema", "status"],
+        ["backfill"],
+        ["backfill", "status"],
+        ["backfill", "pause"],
+        ["verify"],
+        ["verify", "--full"],
+        ["repair", str(report)],
+        ["archive", "--to", str(tmp_path / "arch")],
+    ]
+
+
+def test_every_command_with_the_databases_down_says_so(cli, tmp_path) -> None:
+    """Issue 9: every command with MySQL and MongoDB down: exit 3 and a message naming the
+    server, never a traceback (CliRunner re-raises anything that escapes the edge)."""
+    env = {
+        "LAZYSHIFT_MYSQL__PORT": str(_closed_port()),
+        "LAZYSHIFT_MONGO__URI": f"mongodb://127.0.0.1:{_closed_port()}/",
+    }
+    for args in _walk(tmp_path):
+        out = cli(*args, env=env)
+        assert out.exit_code == EXIT_UNAVAILABLE, (args, out.exit_code, out.stderr)
+        assert "unavailable" in out.stderr.lower(), (args, out.stderr)
+        assert "Traceback" not in out.stderr + out.stdout, args
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["repair", "{report}"], "not a verify report"),
+        (["mode", "set", "sideways"], "Invalid value"),
+        (["verify", "--truth", "both"], "truth"),
+        (["backfill", "--workers", "zero"], "workers"),
+    ],
+)
+def test_bad_input_is_a_usage_error(cli, tmp_path, args, says) -> None:
+    bad = tmp_path / "report.json"
+    bad.write_text("{broken")
+    out = cli(*[a.replace("{report}", str(bad)) for a in args])
+    assert out.exit_code == EXIT_USAGE, (args, out.stderr)
+    assert says in out.stderr, out.stderr

@@ -10,6 +10,7 @@ from lazyshift.control.ladder import (
     ORDER,
     RUNGS,
     STAGES,
+    ArchiveRun,
     Facts,
     Mode,
     TransitionError,
@@ -36,6 +37,7 @@ def stage4(**kw) -> Facts:
         backfill_finished_at=T0,
         last_full_verify=VerifyRun(0, T0, T0 + timedelta(seconds=5)),
         archives=1,
+        last_verified_archive=ArchiveRun(T0 + timedelta(seconds=6), T0 + timedelta(seconds=7)),
     )
     return facts(Mode.MYSQL_PRIMARY, **{**base, **kw})
 
@@ -74,6 +76,13 @@ def test_moves_off_the_ladder_are_refused_with_the_reason(source, target, says) 
         (facts(dual_backlog=3), []),  # flushed in the flip's pause
         (facts(shadow_differences=2), ["2 shadow read(s) found MySQL differing from MongoDB"]),
         (facts(mongo_reachable=False), ["MongoDB is unreachable"]),
+        (
+            facts(reconcile_epoch=9),
+            [
+                "MySQL missed the writes made in mongo mode (since epoch 9) and the reconcile "
+                "that copies them has not finished: `lazyshift mode reconcile`"
+            ],
+        ),
     ],
 )
 def test_the_flip_requires_a_clean_dual_stage(f, reasons) -> None:
@@ -87,16 +96,32 @@ def test_the_flip_requires_a_clean_dual_stage(f, reasons) -> None:
         (stage4(), None),
         (stage4(backfill_partitions=0, backfill_done=0), "no backfill has run"),
         (stage4(backfill_done=1), "backfill not finished (1/2"),
-        (stage4(last_full_verify=None), "no full `lazyshift verify` since the backfill"),
+        (stage4(last_full_verify=None), "no full `lazyshift verify` started after the backfill"),
         (
-            stage4(last_full_verify=VerifyRun(0, T0, T0 - timedelta(seconds=1))),
-            "no full `lazyshift verify` since the backfill",
+            stage4(
+                last_full_verify=VerifyRun(0, T0 - timedelta(seconds=2), T0 - timedelta(seconds=1))
+            ),
+            "no full `lazyshift verify` started after the backfill",
+        ),
+        # a verify that ran while the backfill was still writing proves nothing (hole 4)
+        (
+            stage4(
+                last_full_verify=VerifyRun(0, T0 - timedelta(seconds=1), T0 + timedelta(seconds=1))
+            ),
+            "no full `lazyshift verify` started after the backfill",
         ),
         (
             stage4(last_full_verify=VerifyRun(4, T0, T0 + timedelta(seconds=1))),
             "found 4 difference(s)",
         ),
-        (stage4(archives=0), "no archive of MongoDB is recorded"),
+        (
+            stage4(archives=1, last_verified_archive=None),
+            "no archive of MongoDB is recorded",
+        ),
+        (
+            stage4(last_verified_archive=ArchiveRun(T0 + timedelta(seconds=4), T0)),
+            "the last archive was made before the last full verify",
+        ),
     ],
 )
 def test_cleanup_requires_backfill_verify_and_archive(f, fragment) -> None:
@@ -117,11 +142,19 @@ def test_rollback_after_the_flip_needs_mongodb() -> None:
     assert rung(Mode.DUAL, Mode.MYSQL_PRIMARY).during_pause == "flush_backlog"
 
 
+def test_dead_letters_follow_the_primary_and_dual_reentry_reconciles() -> None:
+    flip = rung(Mode.DUAL, Mode.MYSQL_PRIMARY)
+    assert (flip.before_pause, flip.after_commit) == ("dead_letters_to_mysql",) * 2
+    assert rung(Mode.DUAL, Mode.MONGO).leaves_mysql_stale
+    assert rung(Mode.MONGO, Mode.DUAL).after_commit == "reconcile_if_needed"
+    assert not any(r.leaves_mysql_stale for r in RUNGS.values() if r.target is not Mode.MONGO)
+
+
 def test_every_named_step_exists() -> None:
     from lazyshift.control.steps import STEPS
 
     for r in RUNGS.values():
-        for name in (r.before_pause, r.during_pause):
+        for name in (r.before_pause, r.during_pause, r.after_commit):
             assert name is None or name in STEPS
 
 

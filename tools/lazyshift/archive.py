@@ -1,14 +1,19 @@
-"""Archive the MongoDB collection before it is removed (stage 5).
+"""Archive the MongoDB database before it is removed (stage 5): every collection.
 
-An archive is a folder (or an S3 prefix) with two files:
+An archive is a folder (or an S3 prefix) with:
 - `shipments.jsonl.gz`: one canonical JSON document per line (JSON form, sorted keys, UTF-8),
   lines sorted by `_id` (MongoDB's binary order), gzip-compressed;
+- `<collection>.jsonl.gz` for every other collection of the database (dead letters, stream
+  offsets, the dual-write backlog, ...), the same format in the server's order: nothing
+  MongoDB held is lost when it is removed;
 - `manifest.json`: count, sha256 of the uncompressed content (the lines in key order),
-  sha256 and size of the .gz file, created_at, the source URI without credentials.
-It is written streaming (one sorted cursor; for S3 a local temporary file uploaded by
-boto3's multipart transfer), never holding the collection in memory, and recorded in
-MySQL's `archive_record`. `ArchiveSource` reads it back for `verify --against-archive`,
-checking both checksums as it goes.
+  sha256 and size of the .gz file, created_at, the source URI without credentials, and the
+  same figures per collection under `collections`.
+It is written streaming (for S3 a local temporary file uploaded by boto3's multipart
+transfer), never holding a collection in memory, then read back whole and checked against
+the manifest, and recorded in MySQL's `archive_record` with the time it was read back
+(`mode set mysql` requires such an archive). `ArchiveSource` reads it back for
+`verify --against-archive`, checking both checksums as it goes.
 """
 
 from __future__ import annotations
@@ -130,59 +135,115 @@ class _HashingWriter(io.RawIOBase):
 # -- write ---------------------------------------------------------------------------------
 
 
-def archive(
-    settings: Settings, target: str, *, s3_endpoint: str | None = None, force: bool = False
+def _storage_error(loc: Location, exc: BaseException) -> ArchiveError:
+    hint = ""
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+        hint = " (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile)"
+    return ArchiveError(f"cannot write the archive to {loc.target}: {exc}{hint}")
+
+
+def _write_collection(
+    loc: Location, cursor: Any, name: str, tmp_dir: Path | None
 ) -> dict[str, Any]:
-    """Export the collection to `target`; the manifest (also recorded in MySQL)."""
-    loc = Location(target, s3_endpoint)
-    if not loc.is_s3:
-        loc.dir.mkdir(parents=True, exist_ok=True)
-    if loc.exists(MANIFEST_FILE) and not force:
-        raise ArchiveError(
-            f"{loc.describe(MANIFEST_FILE)} exists: an archive is already there "
-            "(use --force to overwrite)"
-        )
-    tmp_dir = None if loc.is_s3 else loc.dir
+    """Stream `cursor` into `name` at `loc`; the file's figures for the manifest."""
     content_sha = hashlib.sha256()
     count = 0
-    mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
-    fd, tmp_name = tempfile.mkstemp(prefix=".shipments.", suffix=".tmp", dir=tmp_dir)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=tmp_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
             hashing = _HashingWriter(raw)
             with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) as gz:  # type: ignore[arg-type]
-                # ONE sorted cursor over the collection (every _id type, MongoDB's order).
-                for doc in mongo.shipments.find({}).sort("_id", 1).batch_size(1000):
+                for doc in cursor:
                     line = (any_document_json(doc) + "\n").encode("utf-8", "surrogatepass")
                     content_sha.update(line)
                     gz.write(line)
                     count += 1
-        loc.put_file(DATA_FILE, tmp)
+        loc.put_file(name, tmp)
     finally:
-        mongo.close()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    manifest = {
-        "format": FORMAT,
-        "location": loc.target,
-        "data_file": DATA_FILE,
+    return {
+        "data_file": name,
         "count": count,
         "sha256": content_sha.hexdigest(),
         "gz_sha256": hashing.sha.hexdigest(),
         "gz_bytes": hashing.size,
-        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "source": f"{redact_uri(settings.mongo.uri)}"
-        f"{settings.mongo.database}.{settings.mongo.collection}",
     }
-    loc.put_bytes(MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def archive(
+    settings: Settings, target: str, *, s3_endpoint: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Export every collection to `target`, read it back, record it; the manifest."""
+    loc = Location(target, s3_endpoint)
+    try:
+        if not loc.is_s3:
+            loc.dir.mkdir(parents=True, exist_ok=True)
+        if loc.exists(MANIFEST_FILE) and not force:
+            raise ArchiveError(
+                f"{loc.describe(MANIFEST_FILE)} exists: an archive is already there "
+                "(use --force to overwrite)"
+            )
+        manifest = _write_all(settings, loc)
+    except ArchiveError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage errors (OS, S3): one clear message
+        if _is_mongo_error(exc):
+            raise
+        raise _storage_error(loc, exc) from exc
     conn = connect(settings.mysql, autocommit=True)
     try:
         manifest["record_id"] = store.record_archive(
-            conn.cursor(), loc.target, count, manifest["sha256"], manifest
+            conn.cursor(), loc.target, manifest["count"], manifest["sha256"], manifest
         )
+        # Read back whole: what stage 5 relies on is an archive that can be restored.
+        readback = check(target, s3_endpoint)
+        if not readback["ok"]:
+            raise ArchiveError(
+                f"{loc.target}: the archive read back does not match its manifest: "
+                + "; ".join(readback["errors"])
+            )
+        store.mark_archive_verified(conn.cursor(), manifest["record_id"], readback["count"])
+        manifest["read_back"] = {"ok": True, "count": readback["count"]}
     finally:
         conn.close()
+    return manifest
+
+
+def _is_mongo_error(exc: BaseException) -> bool:
+    from pymongo.errors import PyMongoError
+
+    return isinstance(exc, PyMongoError)
+
+
+def _write_all(settings: Settings, loc: Location) -> dict[str, Any]:
+    tmp_dir = None if loc.is_s3 else loc.dir
+    mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
+    try:
+        # ONE sorted cursor over the shipments (every _id type, MongoDB's order).
+        main = _write_collection(
+            loc, mongo.shipments.find({}).sort("_id", 1).batch_size(1000), DATA_FILE, tmp_dir
+        )
+        others = {}
+        for name in sorted(mongo.db.list_collection_names()):
+            if name == mongo.shipments.name:
+                continue
+            others[name] = _write_collection(
+                loc, mongo.db[name].find({}).batch_size(1000), f"{name}.jsonl.gz", tmp_dir
+            )
+    finally:
+        mongo.close()
+    manifest = {
+        "format": FORMAT,
+        "location": loc.target,
+        **main,
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "source": f"{redact_uri(settings.mongo.uri)}"
+        f"{settings.mongo.database}.{settings.mongo.collection}",
+        "collections": {settings.mongo.collection: main, **others},
+    }
+    loc.put_bytes(MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
@@ -223,9 +284,12 @@ class _HashingReader(io.RawIOBase):
 class ArchiveSource:
     """An archive as the source side of `verify` (sorted documents, checksums checked)."""
 
-    def __init__(self, target: str, s3_endpoint: str | None = None) -> None:
+    def __init__(
+        self, target: str, s3_endpoint: str | None = None, figures: dict[str, Any] | None = None
+    ) -> None:
         self.loc = Location(target, s3_endpoint)
-        self.manifest = read_manifest(self.loc)
+        # `figures`: one collection's entry of the manifest (default: the shipments)
+        self.manifest = figures if figures is not None else read_manifest(self.loc)
         self.name = f"archive:{target}"
         self.errors: list[str] = []
         self.finished = False
@@ -277,7 +341,17 @@ class ArchiveSource:
 
 
 def check(target: str, s3_endpoint: str | None = None) -> dict[str, Any]:
-    """Read a whole archive and check it against its manifest; {"ok", "count", "errors"}."""
+    """Read a whole archive (every collection) and check it against its manifest;
+    {"ok", "count" (shipments), "errors", "manifest"}."""
     src = ArchiveSource(target, s3_endpoint)
     count = sum(1 for _ in src.iter_documents())
-    return {"ok": not src.errors, "count": count, "errors": src.errors, "manifest": src.manifest}
+    errors = list(src.errors)
+    main = src.manifest.get("data_file", DATA_FILE)
+    for name, figures in (src.manifest.get("collections") or {}).items():
+        if figures.get("data_file") == main:
+            continue
+        other = ArchiveSource(target, s3_endpoint, figures=figures)
+        for _ in other.iter_documents():
+            pass
+        errors += [f"{name}: {e}" for e in other.errors]
+    return {"ok": not errors, "count": count, "errors": errors, "manifest": src.manifest}

@@ -1,12 +1,20 @@
 """Repair exactly the documents a verify report lists, through the guarded write.
 
+A report is used only if its truth is the one the current mode holds: MongoDB in mongo and
+dual (`--truth mongo`), MySQL from the flip on (`--truth mysql`: rows MySQL holds newer or
+alone are its own writes since the flip, never repaired). In mysql (stage 5) MongoDB is gone
+and there is nothing to repair from.
+
 Per finding that the report counts as a difference, one MySQL transaction (retried on
-retryable errors) re-reads the document from MongoDB by key and:
-- missing / stale: `apply_batch` (the guard still refuses anything older than MySQL holds);
-- different (same version, corrupted content): locks the row, deletes it (children cascade)
-  and re-applies the document, in the same transaction: never a silently bumped version;
-  if MySQL meanwhile holds a newer version, nothing is done (superseded);
-- extra: deleted only with `delete_extra`, and only if MongoDB still has no such key;
+retryable errors) re-reads the document from MongoDB by key and writes it through the one
+guarded write (`apply_batch`), which decides by (source_rev, version):
+- missing / stale: applied if newer than what MySQL holds now (else superseded);
+- different (same revision and version, other content: corruption): re-applied with
+  `repair=True`, which lets the equal pair through: never a silently bumped version, never
+  over a newer one;
+- extra: deleted only with `delete_extra`, only while MongoDB is the truth (never in
+  mysql-primary, where such rows are shipments created since the flip), and only if MongoDB
+  still has no such key;
 - newer (MySQL ahead of a truth=mongo report): refused, the guarded write never overwrites
   newer data; resolve it by hand.
 A document that cannot be mapped is dead-lettered (origin 'backfill') and counts as not
@@ -22,17 +30,24 @@ from typing import Any
 from lazyshift.config import Settings
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import InvalidDocument
-from lazyshift.core.guarded_write import apply_batch, map_or_reject
+from lazyshift.core.guarded_write import apply_batch, map_or_reject, order_key
 from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql import connect, run_in_transaction
 from lazyshift.core.mysql_store import document_dead_letter
-from lazyshift.errors import UsageError
+from lazyshift.errors import ProblemFound, UsageError
 
 ORIGIN = "backfill"
+KINDS = frozenset({"missing", "extra", "different", "stale", "newer"})
+# the truth each mode holds (what a report must have compared against)
+TRUTH_OF_MODE = {"mongo": "mongo", "dual": "mongo", "mysql-primary": "mysql"}
 
 
 class RepairError(UsageError):
     """The report cannot be used for a repair."""
+
+
+class RepairRefused(ProblemFound):
+    """The report does not fit the migration's current state."""
 
 
 @dataclass
@@ -56,34 +71,78 @@ class RepairResult:
         }
 
 
+def findings_of(report: Any) -> list[dict[str, Any]]:
+    """The findings to repair; RepairError naming what is wrong with a malformed report."""
+    if not isinstance(report, dict) or not isinstance(report.get("findings"), list):
+        raise RepairError("not a verify report: no `findings` list (use `verify --report F`)")
+    if not str(report.get("source", "")).startswith("mongo"):
+        raise RepairError(
+            f"report compares {report.get('source')!r}: repair re-migrates from "
+            "MongoDB only; run `lazyshift verify` against MongoDB first"
+        )
+    if report.get("truth") not in ("mongo", "mysql"):
+        raise RepairError(f"report has no valid `truth` (mongo or mysql): {report.get('truth')!r}")
+    out = []
+    for i, f in enumerate(report["findings"]):
+        if (
+            not isinstance(f, dict)
+            or not isinstance(f.get("key"), str)
+            or f.get("kind") not in KINDS
+        ):
+            raise RepairError(
+                f"finding #{i} is not a verify finding (needs a string `key` and a `kind` "
+                f"in {', '.join(sorted(KINDS))}): {str(f)[:200]}"
+            )
+        if f.get("difference", True):
+            out.append(f)
+    return out
+
+
+def _check_mode(mode: str, truth: str, delete_extra: bool) -> None:
+    wanted = TRUTH_OF_MODE.get(mode)
+    if wanted is None:
+        raise RepairRefused(
+            f"the mode is {mode}: MongoDB has been archived and removed, nothing to repair from"
+        )
+    if truth != wanted:
+        raise RepairRefused(
+            f"the report took {truth} as the truth but in {mode} the truth is {wanted}: "
+            f"run `lazyshift verify --truth {wanted} --report F` and repair that report"
+        )
+    if delete_extra and wanted == "mysql":
+        raise RepairRefused(
+            f"--delete-extra is refused in {mode}: rows only MySQL holds are shipments "
+            "written since the flip"
+        )
+
+
 def repair(
     settings: Settings, report: dict[str, Any], *, delete_extra: bool = False
 ) -> RepairResult:
-    if not isinstance(report, dict) or "findings" not in report:
-        raise RepairError("not a verify report (no findings)")
-    if not str(report.get("source", "mongo")).startswith("mongo"):
-        raise RepairError(
-            f"report compares {report.get('source')}: repair re-migrates from "
-            "MongoDB only; run `lazyshift verify` against MongoDB first"
-        )
-    findings = [f for f in report["findings"] if f.get("difference", True)]
+    findings = findings_of(report)
     result = RepairResult()
     conn = connect(settings.mysql)
-    mongo = MongoStore.open(settings, timeout_ms=10_000)
-    coll = mongo.shipments
     try:
-        for finding in findings:
-            key, kind = finding["key"], finding["kind"]
-            action: dict[str, Any] = {"key": key, "kind": kind}
-            action.update(
-                run_in_transaction(
-                    conn,
-                    lambda cur, key=key, kind=kind: _repair_one(cur, coll, key, kind, delete_extra),
+        mode = store.read_control(conn.cursor()).mode
+        conn.commit()
+        _check_mode(mode, report["truth"], delete_extra)
+        mongo = MongoStore.open(settings, timeout_ms=10_000)
+        try:
+            for finding in findings:
+                key, kind = finding["key"], finding["kind"]
+                action: dict[str, Any] = {"key": key, "kind": kind}
+                action.update(
+                    run_in_transaction(
+                        conn,
+                        lambda cur, key=key, kind=kind: _repair_one(
+                            cur, mongo.shipments, key, kind, delete_extra
+                        ),
+                    )
                 )
-            )
-            result.actions.append(action)
+                result.actions.append(action)
+        finally:
+            mongo.close()
     finally:
-        mongo.close()
         with contextlib.suppress(Exception):
             conn.close()
     return result
@@ -98,6 +157,7 @@ def _repair_extra(cur: Any, key: str, in_mongo: bool, delete_extra: bool) -> dic
             "ok": False,
             "detail": "row only in MySQL; rerun with --delete-extra to delete it",
         }
+    # the mode was checked before: this runs only while MongoDB is the truth
     store.delete_shipment(cur, key)
     return {"action": "deleted", "ok": True}
 
@@ -105,8 +165,7 @@ def _repair_extra(cur: Any, key: str, in_mongo: bool, delete_extra: bool) -> dic
 def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool) -> dict[str, Any]:
     doc = coll.find_one({"_id": key})
     locked = store.lock_version(cur, key)
-    stored = None if locked is None else locked[0]
-    if kind == "extra" or (doc is None and stored is not None):
+    if kind == "extra" or (doc is None and locked is not None):
         return _repair_extra(cur, key, doc is not None, delete_extra)
     if doc is None:
         return {"action": "none", "ok": True, "detail": "in neither store any more"}
@@ -117,33 +176,26 @@ def _repair_one(cur: Any, coll: Any, key: str, kind: str, delete_extra: bool) ->
         )
         return {"action": "dead-lettered", "ok": False, "detail": rejected[0][1]}
     rows = rows_by_key[key]
-    epoch = store.current_epoch(cur)
-    if stored is not None and stored > rows.version:
+    stored = None if locked is None else (locked[1], locked[0])  # (source_rev, version)
+    if stored is not None and stored > order_key(rows):
         if kind == "newer":
             return {
                 "action": "refused",
                 "ok": False,
-                "detail": f"MySQL version {stored} is newer than MongoDB's {rows.version}; "
-                "the guarded write never overwrites newer data",
+                "detail": f"MySQL holds (revision, version) {stored}, newer than MongoDB's "
+                f"{order_key(rows)}; the guarded write never overwrites newer data",
             }
-        return {
-            "action": "superseded",
-            "ok": True,
-            "detail": f"MySQL now holds newer version {stored}",
-        }
-    replaced = False
-    if stored is not None and stored == rows.version:
-        # Same version, different content (corruption): replace, never bump the version.
-        store.delete_shipment(cur, key)
-        replaced = True
+        return {"action": "superseded", "ok": True, "detail": f"MySQL now holds newer {stored}"}
     try:
-        applied = apply_batch(cur, [rows], epoch=None, written_epoch=epoch)
+        # A copy of MongoDB: not stamped as a live write. `repair` lets an equal pair with
+        # other (corrupted) content through, and nothing older.
+        applied = apply_batch(cur, [rows], repair=kind == "different")
     except InvalidDocument as exc:  # pragma: no cover - mapped above
         return {"action": "failed", "ok": False, "detail": exc.reason}
     if not applied.applied_keys:
         return {"action": "unchanged", "ok": True, "detail": "MySQL already as new"}
     return {
-        "action": "replaced" if replaced else "applied",
+        "action": "replaced" if stored == order_key(rows) else "applied",
         "ok": True,
-        "detail": f"version {rows.version}",
+        "detail": f"revision {rows.root['source_rev']}, version {rows.version}",
     }

@@ -19,7 +19,7 @@ def collect(settings: Settings) -> dict[str, Any]:
     seen = facts.observe(settings)
     st, mongo, mysql = seen.control, seen.mongo, seen.mysql
     left = None
-    if mongo.get("reachable"):
+    if mongo.get("reachable") and mongo.get("shipments") is not None:
         left = max(int(mongo["shipments"]) - int(mysql["shipments"]), 0)
     return {
         "mode": st.mode,
@@ -28,6 +28,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         "state": st.state,
         "target_mode": st.target_mode,
         "flip_epoch": st.flip_epoch,
+        # MySQL missed writes made in mongo mode since this epoch (the flip waits for them)
+        "reconcile_needed_since_epoch": seen.facts.reconcile_epoch,
         "backfill": seen.backfill,
         "clients": [{k: c[k] for k in CLIENT_FIELDS} for c in seen.clients],
         "mongo": mongo,

@@ -22,7 +22,7 @@ def test_stage4_gate_waits_for_backfill_and_a_clean_verify(migrated, collection,
     status = _gate(migrated)
     assert status["stage"] == 4 and status["gate"]["can_advance"] is False
     assert (
-        "no full `lazyshift verify` since the backfill finished"
+        "no full `lazyshift verify` started after the backfill finished"
         in (status["gate"]["cannot_advance_because"])
     )
     # A difference closes the gate with the reason ...

@@ -190,7 +190,7 @@ def test_invalid_document_rejects_whole_batch_before_writing(conn):
 def test_fenced_on_wrong_epoch(conn, connect):
     admin = connect()
     assert guarded_write(conn, version_doc("k:f", 1), epoch=1) is True
-    assert bookkeeping(conn, "k:f")[2] == 1
+    assert bookkeeping(conn, "k:f")[2] is None  # fenced, but a copy: not stamped
     set_control(admin, epoch=2, mode="mysql-primary")
     with pytest.raises(Fenced) as info:
         guarded_write(conn, version_doc("k:f", 2), epoch=1)
@@ -322,3 +322,81 @@ def test_concurrent_first_inserts_of_same_key(migrated, conn, isolation):
         assert stored(conn, key) == version_doc(key, max(versions), n_items=max(versions) % 5)
         assert child_counts(conn, key)[1] == max(versions) % 5
         assert bookkeeping(conn, key)[1] == sum(applied)
+
+
+# -- (source_rev, version): the stores' version counters drift apart (issue 9, hole 1) --------
+
+
+def rev_doc(key: str, rev: int, version: int, tag: str) -> dict:
+    doc = version_doc(key, version)
+    return doc | {"source_rev": rev, "tracking_number": tag}
+
+
+def test_a_newer_revision_wins_over_a_higher_version(conn):
+    """After dual -> mongo -> dual -> mysql-primary, MySQL's counter and MongoDB's disagree:
+    a live MySQL write (rev 10, version 6) must survive MongoDB's copy (rev 8, version 8)."""
+    assert guarded_write(conn, rev_doc("k:d", 5, 5, "stale")) is True
+    assert guarded_write(conn, rev_doc("k:d", 10, 6, "live"), written_epoch=9) is True
+    # the backfill (or a lazy read, a repair, a reconcile) brings MongoDB's older content
+    assert guarded_write(conn, rev_doc("k:d", 8, 8, "mongo")) is False
+    result = apply_batch(conn.cursor(), [rev_doc("k:d", 8, 8, "mongo")])
+    conn.commit()
+    assert result.skipped_keys == ["k:d"]
+    assert stored(conn, "k:d") == rev_doc("k:d", 10, 6, "live")
+    # the same revision copied with a higher version (write-back's re-numbering) applies
+    assert guarded_write(conn, rev_doc("k:d", 10, 9, "live")) is True
+    assert stored(conn, "k:d")["version"] == 9
+    # a newer revision applies whatever its version
+    assert guarded_write(conn, rev_doc("k:d", 11, 2, "newest")) is True
+    assert stored(conn, "k:d") == rev_doc("k:d", 11, 2, "newest")
+
+
+def test_batch_keeps_the_newest_revision_per_key(conn):
+    cur = conn.cursor()
+    result = apply_batch(cur, [rev_doc("k:e", 9, 3, "new"), rev_doc("k:e", 4, 8, "old")])
+    conn.commit()
+    assert result.applied_keys == ["k:e"]
+    assert stored(conn, "k:e") == rev_doc("k:e", 9, 3, "new")
+
+
+def test_repair_replaces_equal_pair_but_never_older(conn):
+    guarded_write(conn, rev_doc("k:r", 4, 4, "right"))
+    cur = conn.cursor()
+    cur.execute("UPDATE shipment SET tracking_number = 'corrupt' WHERE shipment_key = 'k:r'")
+    conn.commit()
+    assert apply_batch(cur, [rev_doc("k:r", 4, 4, "right")]).applied_keys == []
+    assert apply_batch(cur, [rev_doc("k:r", 4, 4, "right")], repair=True).applied_keys == ["k:r"]
+    assert apply_batch(cur, [rev_doc("k:r", 3, 9, "older")], repair=True).applied_keys == []
+    conn.commit()
+    assert stored(conn, "k:r") == rev_doc("k:r", 4, 4, "right")
+
+
+def test_only_live_writes_are_stamped_for_rollback(conn):
+    """Copies of MongoDB (epoch-fenced or not) leave written_epoch NULL; a live write stamps
+    it; a newer copy over a stamped row clears it again (MongoDB has that content)."""
+    set_control(conn, epoch=3)
+    assert guarded_write(conn, rev_doc("k:s", 1, 1, "copy"), epoch=3) is True
+    assert bookkeeping(conn, "k:s")[2] is None
+    assert guarded_write(conn, rev_doc("k:s", 2, 2, "live"), written_epoch=3) is True
+    assert bookkeeping(conn, "k:s")[2] == 3
+    assert guarded_write(conn, rev_doc("k:s", 3, 3, "copy")) is True
+    assert bookkeeping(conn, "k:s")[2] is None
+
+
+@DB_EXAMPLES
+@given(
+    pairs=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6)), min_size=1, max_size=10),
+    batch_size=st.integers(1, 3),
+)
+def test_any_interleaving_ends_at_the_newest_revision_pair(conn, pairs, batch_size):
+    """Whatever the order and batching of copies whose revisions and versions disagree (the
+    stores' counters drift), the stored copy is the one with the highest (rev, version)."""
+    cur = conn.cursor()
+    cur.execute("DELETE FROM shipment")
+    conn.commit()
+    for i in range(0, len(pairs), batch_size):
+        apply_batch(cur, [rev_doc("k:h", r, v, f"{r}.{v}") for r, v in pairs[i : i + batch_size]])
+        conn.commit()
+    r, v = max(pairs)
+    assert stored(conn, "k:h") == rev_doc("k:h", r, v, f"{r}.{v}")
+    cur.close()

@@ -213,7 +213,8 @@ class Worker:
                 if part.kind == "range" and found[0] == last:
                     return  # committed before the connection was lost: nothing to redo
                 raise LeaseLost()
-            result = apply_batch(cur, rows, epoch=None, written_epoch=store.current_epoch(cur))
+            # A copy of MongoDB: not stamped as a live write (rollback need not carry it back).
+            result = apply_batch(cur, rows, epoch=None)
             store.insert_dead_letters(cur, letters)
             store.advance_checkpoint(
                 cur,

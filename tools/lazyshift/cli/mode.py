@@ -1,4 +1,4 @@
-"""`lazyshift mode show|set|abort` and `lazyshift rollback`: the control plane."""
+"""`lazyshift mode show|set|abort|reconcile` and `lazyshift rollback`: the control plane."""
 
 from __future__ import annotations
 
@@ -76,6 +76,18 @@ def mode_abort(ctx: Ctx) -> None:
         {"mode": st.mode, "epoch": st.epoch, "state": st.state},
         human=f"mode {st.mode}, epoch {st.epoch}, {st.state}",
     )
+
+
+@mode.command("reconcile")
+@pass_ctx
+def mode_reconcile(ctx: Ctx) -> None:
+    """Stage 2, back in dual after mongo: copy every MongoDB document over MySQL's stale copy
+    (guarded: only newer ones land) while dual writes flow. `mode set dual` runs it; the
+    flip is refused until it has finished."""
+    from lazyshift.control.plane import reconcile
+
+    note = reconcile(ctx.settings())
+    ctx.emit({"ok": True, "note": note}, human=note)
 
 
 @click.command("rollback")

@@ -11,13 +11,15 @@ from typing import Any
 from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from lazyshift.config import Settings
-from lazyshift.control.ladder import Facts, Mode, VerifyRun
+from lazyshift.control.ladder import ArchiveRun, Facts, Mode, VerifyRun
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql_store import ControlState
 
-MONGO_TIMEOUT_MS = 2000
+# generous: on a loaded host a 2 s handshake timeout called a live MongoDB unreachable and
+# refused the flip
+MONGO_TIMEOUT_MS = 10_000
 
 
 @dataclass
@@ -37,8 +39,10 @@ def _mongo_counts(settings: Settings) -> dict[str, Any]:
         return {"reachable": False, "error": str(exc)[:200]}
     try:
         return {"reachable": True, **mongo.counts()}
-    except Exception as exc:  # noqa: BLE001 - as above
-        return {"reachable": False, "error": str(exc)[:200]}
+    except Exception as exc:  # noqa: BLE001 - it answered (open pings it); counting is slow
+        # FerretDB counts by scanning the collection: on a big one or a loaded host that can
+        # outlast the timeout. MongoDB is still there to flip from or roll back to.
+        return {"reachable": True, "counts_error": str(exc)[:200]}
     finally:
         mongo.close()
 
@@ -75,6 +79,8 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         }
         progress = store.backfill_progress(cur) if store.backfill_schema_ready(cur) else None
         last = store.last_full_verify(cur)
+        archive = store.last_verified_archive(cur)
+        reconcile_epoch = store.reconcile_needed(cur)
         cur.close()
     finally:
         if own:
@@ -102,6 +108,10 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         backfill_finished_at=finished,
         last_full_verify=verify_run,
         archives=mysql["archives"],
+        last_verified_archive=None
+        if archive is None
+        else ArchiveRun(archive["created_at"], archive["verified_at"]),
+        reconcile_epoch=reconcile_epoch,
     )
     backfill = {
         "partitions": parts,
@@ -109,7 +119,14 @@ def observe(settings: Settings, conn: MySQLConnectionAbstract | None = None) -> 
         "finished_at": finished,
         "last_full_verify": None
         if last is None
-        else {"differences": int(last["differences"]), "finished_at": last["finished_at"]},
+        else {
+            "differences": int(last["differences"]),
+            "started_at": last["started_at"],
+            "finished_at": last["finished_at"],
+        },
+        "last_verified_archive": None
+        if archive is None
+        else {"created_at": archive["created_at"], "verified_at": archive["verified_at"]},
     }
     return Observation(facts, st, clients, mongo, mysql, backfill)
 

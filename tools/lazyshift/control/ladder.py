@@ -60,6 +60,12 @@ class VerifyRun:
 
 
 @dataclass(frozen=True)
+class ArchiveRun:
+    created_at: datetime
+    verified_at: datetime  # read back whole, matching its manifest
+
+
+@dataclass(frozen=True)
 class Facts:
     """A snapshot of the migration, collected by `control.facts.collect`."""
 
@@ -75,6 +81,9 @@ class Facts:
     backfill_finished_at: datetime | None = None
     last_full_verify: VerifyRun | None = None
     archives: int = 0
+    last_verified_archive: ArchiveRun | None = None
+    # set when dual was left for mongo: MySQL's copies are stale until a reconcile ran
+    reconcile_epoch: int | None = None
 
     @property
     def stage(self) -> int:
@@ -104,6 +113,11 @@ def _dual_ready(f: Facts) -> list[str]:
         out.append("MongoDB is unreachable")
     if f.shadow_differences:
         out.append(f"{f.shadow_differences} shadow read(s) found MySQL differing from MongoDB")
+    if f.reconcile_epoch is not None:
+        out.append(
+            f"MySQL missed the writes made in mongo mode (since epoch {f.reconcile_epoch}) and "
+            "the reconcile that copies them has not finished: `lazyshift mode reconcile`"
+        )
     return out
 
 
@@ -124,12 +138,9 @@ def _backfill_verified(f: Facts) -> list[str]:
             f"backfill not finished ({f.backfill_done}/{f.backfill_partitions} partitions done)"
         ]
     last = f.last_full_verify
-    if (
-        last is None
-        or f.backfill_finished_at is None
-        or (last.finished_at < f.backfill_finished_at)
-    ):
-        return ["no full `lazyshift verify` since the backfill finished"]
+    # started after: a verify running while the backfill was still writing proves nothing
+    if last is None or f.backfill_finished_at is None or last.started_at < f.backfill_finished_at:
+        return ["no full `lazyshift verify` started after the backfill finished"]
     if last.differences:
         return [
             f"the last full verify found {last.differences} difference(s): "
@@ -139,10 +150,17 @@ def _backfill_verified(f: Facts) -> list[str]:
 
 
 def _archived(f: Facts) -> list[str]:
-    if not f.archives:
+    """An archive written and read back whole after the clean verify: MongoDB's last
+    state, proven readable, before it is removed."""
+    archive, last = f.last_verified_archive, f.last_full_verify
+    if archive is None:
         return [
-            "no archive of MongoDB is recorded: run `lazyshift archive --to "
-            "DIR|s3://bucket/prefix` first"
+            "no archive of MongoDB is recorded (written and read back after the last clean "
+            "full verify): run `lazyshift archive --to DIR|s3://bucket/prefix` first"
+        ]
+    if last is not None and archive.created_at < last.finished_at:
+        return [
+            "the last archive was made before the last full verify: run `lazyshift archive` again"
         ]
     return []
 
@@ -185,6 +203,10 @@ class Rung:
     # Names of steps in control.steps: copy while writes flow, then the rest in the pause.
     before_pause: str | None = None
     during_pause: str | None = None
+    # ... and once the new mode is in force and writes flow again
+    after_commit: str | None = None
+    # MySQL stops getting writes in the target mode: its copies go stale (reconcile later)
+    leaves_mysql_stale: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -199,14 +221,25 @@ def _all(*checks: Check) -> Check:
 RUNGS: dict[tuple[Mode, Mode], Rung] = {
     (r.source, r.target): r
     for r in (
-        # Needs the schema, which reading the control row already proved; nothing to copy.
-        Rung(Mode.MONGO, Mode.DUAL),
+        # Needs the schema, which reading the control row already proved. Back in dual after
+        # a spell in mongo, MySQL holds stale copies: once dual writes flow into both stores,
+        # every MongoDB document is copied over them (guarded); the flip waits for that.
+        Rung(Mode.MONGO, Mode.DUAL, after_commit="reconcile_if_needed"),
         # The flip: whatever got into the backlog since the check is flushed in the pause, so
         # MySQL holds every shipment's latest version before it becomes the one that is read.
-        Rung(Mode.DUAL, Mode.MYSQL_PRIMARY, requires=_dual_ready, during_pause="flush_backlog"),
+        # Dead letters move with the shipments: before the pause, and what arrived meanwhile
+        # once MySQL is primary (reading them all again would lengthen the pause).
+        Rung(
+            Mode.DUAL,
+            Mode.MYSQL_PRIMARY,
+            requires=_dual_ready,
+            before_pause="dead_letters_to_mysql",
+            during_pause="flush_backlog",
+            after_commit="dead_letters_to_mysql",
+        ),
         Rung(Mode.MYSQL_PRIMARY, Mode.MYSQL, requires=_all(_backfill_verified, _archived)),
-        # MongoDB has been the truth all along.
-        Rung(Mode.DUAL, Mode.MONGO),
+        # MongoDB has been the truth all along; MySQL's copies go stale from here on.
+        Rung(Mode.DUAL, Mode.MONGO, leaves_mysql_stale=True),
         # Every shipment written in MySQL since the flip goes back to MongoDB: most of it while
         # writes still flow, the rest (what moved meanwhile) in the pause.
         Rung(

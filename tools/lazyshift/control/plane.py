@@ -23,7 +23,15 @@ from mysql.connector.errors import DatabaseError
 
 from lazyshift.config import Settings
 from lazyshift.control import facts, steps
-from lazyshift.control.ladder import Mode, TransitionError, parse_mode, previous_mode, rung
+from lazyshift.control.ladder import (
+    RUNGS,
+    Mode,
+    Rung,
+    TransitionError,
+    parse_mode,
+    previous_mode,
+    rung,
+)
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.mysql_store import ControlState
@@ -77,9 +85,7 @@ def set_mode(
                 "command that started it died"
             )
         if target_mode == st.mode:
-            return TransitionResult(
-                st.mode, target, st.epoch, 0.0, notes=[f"already in {target}: nothing to do"]
-            )
+            return _already_in(settings, conn, st, target_mode)
         step = rung(Mode(st.mode), target_mode)
         reasons = step.requires(facts.collect(settings, conn))
         conn.commit()
@@ -87,13 +93,78 @@ def set_mode(
             raise TransitionError(f"refusing {st.mode} -> {target}: " + "; ".join(reasons))
         memo: dict[str, Any] = {}
         notes = []
-        if step.before_pause:
-            notes.append(
-                "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
-            )
-        return _drain_and_commit(
-            settings, conn, st, step.target, step.during_pause, memo, notes, hb_timeout, timeout_s
+        try:
+            if step.before_pause:
+                notes.append(
+                    "before the pause: " + steps.run(step.before_pause, settings, conn, st, memo)
+                )
+            if step.during_pause:
+                steps.prepare(settings, memo)  # connect to MongoDB before writes pause
+            result = _drain_and_commit(settings, conn, st, step, memo, notes, hb_timeout, timeout_s)
+            if step.after_commit:
+                _after_commit(settings, conn, step, memo, result)
+        finally:
+            steps.close(memo)
+        return result
+    finally:
+        conn.close()
+
+
+def _already_in(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, target: Mode
+) -> TransitionResult:
+    """Nothing to move; but a follow-up step of the rung into `target` that failed (or was
+    killed) last time is run again."""
+    result = TransitionResult(
+        st.mode, target.value, st.epoch, 0.0, notes=[f"already in {target}: nothing to do"]
+    )
+    previous = previous_mode(target)
+    into = RUNGS.get((previous, target)) if previous is not None else None
+    if into is None or not into.after_commit:
+        return result
+    result.notes = [f"already in {target}"]
+    memo: dict[str, Any] = {}
+    try:
+        _after_commit(settings, conn, into, memo, result)
+    finally:
+        steps.close(memo)
+    return result
+
+
+def _after_commit(
+    settings: Settings,
+    conn: MySQLConnectionAbstract,
+    step: Rung,
+    memo: dict[str, Any],
+    result: TransitionResult,
+) -> None:
+    """The rung's step once the new mode is in force (writes flow): a failure leaves the new
+    mode in place and says what to run again."""
+    assert step.after_commit is not None
+    try:
+        st = store.read_control(conn.cursor())
+        conn.commit()
+        result.notes.append(
+            "after the switch: " + steps.run(step.after_commit, settings, conn, st, memo)
         )
+    except Exception as exc:  # noqa: BLE001 - the switch itself stands; say what is left
+        again = (
+            "`lazyshift mode reconcile`"
+            if step.after_commit == "reconcile_if_needed"
+            else f"`lazyshift mode set {step.target}` (it resumes)"
+        )
+        raise TransitionError(
+            f"{step.source} -> {step.target} is in force (epoch {result.epoch}), but its "
+            f"follow-up step {step.after_commit} failed: {type(exc).__name__}: {exc}. "
+            f"Run {again} once the cause is fixed"
+        ) from exc
+
+
+def reconcile(settings: Settings) -> str:
+    """Copy MongoDB over MySQL's stale copies (stage 2, after a spell in mongo mode)."""
+    conn = my.connect(settings.mysql)
+    try:
+        return steps.reconcile(settings, conn)
     finally:
         conn.close()
 
@@ -111,14 +182,14 @@ def _drain_and_commit(
     settings: Settings,
     conn: MySQLConnectionAbstract,
     st: ControlState,
-    target: Mode,
-    during_pause: str | None,
+    step: Rung,
     memo: dict[str, Any],
     notes: list[str],
     hb_timeout: float,
     timeout_s: float,
 ) -> TransitionResult:
     cur = conn.cursor()
+    target, during_pause = step.target, step.during_pause
     new_epoch = st.epoch + 1
     started = time.monotonic()
     _begin_drain(conn, cur, st, target, new_epoch, hb_timeout)
@@ -138,6 +209,8 @@ def _drain_and_commit(
                 "the control row changed during the transition "
                 "(another `mode set` or `mode abort`?)"
             )
+        if step.leaves_mysql_stale:
+            store.mark_reconcile_needed(cur, new_epoch)
         conn.commit()
     except BaseException as exc:
         _abort(conn, new_epoch, st.mode)

@@ -1,19 +1,30 @@
 """The data a rung copies (named in ladder.RUNGS, run by plane.set_mode).
 
-- flush_backlog (the flip, in the pause): every shipment the dual-write backlog still holds
-  is written from MongoDB into MySQL, so MySQL has every latest version before it is read.
-- write_back (rollback from mysql-primary, before the pause): every shipment written in
-  MySQL since the flip goes back to MongoDB, version-guarded, while writes still flow.
+- flush_backlog (the flip, in the pause): the dual-write backlog is flushed from MongoDB
+  into MySQL, so MySQL has every latest version before it becomes the primary store.
+- dead_letters_to_mysql (the flip, before the pause and again once MySQL is primary): the
+  dead letters of stages 1-2 (kept in MongoDB) are carried into MySQL. Dead letters follow
+  the primary store like shipments do.
+- write_back (rollback from mysql-primary, before the pause): every shipment written live in
+  MySQL since the flip goes back to MongoDB, and so do the dead letters recorded in MySQL,
+  while writes still flow.
 - write_back_moved (the same rollback, in the pause): only what moved since write_back, so
   the write pause is the delta, not every change since the flip (gh-ost's cut-over idea, for
   the way back). Versions, not timestamps, decide what moved: a transaction can commit long
-  after it stamped its row.
+  after it stamped its row. Only live writes are stamped (guarded_write.py): the backfill's
+  and lazy reads' copies of MongoDB are never read again here.
+- reconcile_if_needed (back in dual after mongo, once dual writes flow): every MongoDB
+  document is copied over MySQL's stale copy through the guarded write; then the flip may go.
+
+Which copy is newer is decided by (source_rev, version), never by the version alone: each
+store counts versions on its own, so after a round trip the counters disagree.
 
 Each step returns a one-line note for the transition's result.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -21,97 +32,310 @@ from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from lazyshift import logs
 from lazyshift.config import Settings
+from lazyshift.control.ladder import TransitionError
 from lazyshift.core import mysql_store as store
-from lazyshift.core.guarded_write import guarded_write
+from lazyshift.core.document import Document
+from lazyshift.core.guarded_write import apply_batch, guarded_write, map_or_reject
 from lazyshift.core.mongo_store import MongoStore
-from lazyshift.core.mysql import read_snapshot
-from lazyshift.core.mysql_store import ControlState
+from lazyshift.core.mysql import read_snapshot, run_in_transaction
+from lazyshift.core.mysql_store import ControlState, DeadLetter, document_dead_letter
 
 WRITE_BACK_BATCH = 500
 BACKLOG_BATCH = 500
+RECONCILE_BATCH = 500
+DEAD_LETTER_BATCH = 500
 
 Step = Callable[[Settings, MySQLConnectionAbstract, ControlState, dict[str, Any]], str]
+
+
+def _mongo(settings: Settings, memo: dict[str, Any]) -> MongoStore:
+    """One MongoDB client per transition, opened before the pause (plane.set_mode closes it):
+    connecting inside the pause would hold writes for the handshake."""
+    if memo.get("mongo") is None:
+        memo["mongo"] = MongoStore.open(settings)
+    return memo["mongo"]
+
+
+def prepare(settings: Settings, memo: dict[str, Any]) -> None:
+    _mongo(settings, memo)
+
+
+def close(memo: dict[str, Any]) -> None:
+    mongo = memo.pop("mongo", None)
+    if mongo is not None:
+        mongo.close()
+
+
+def newer(a: Document, b: Document | None) -> bool:
+    """Is `a` a newer copy of the shipment than `b`? (source_rev, version), in that order."""
+    if b is None:
+        return True
+    return (int(a["source_rev"]), int(a["version"])) > (
+        int(b.get("source_rev", -1)),
+        int(b.get("version", 0)),
+    )
+
+
+# -- the flip ----------------------------------------------------------------------------------
 
 
 def flush_backlog(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    mongo = MongoStore.open(settings)
+    mongo = _mongo(settings, memo)
     flushed = 0
-    try:
-        while keys := mongo.backlog_keys(limit=BACKLOG_BATCH):
-            for key in keys:
-                doc = mongo.get(key)
-                if doc is not None:
-                    # No epoch: this runs inside the drain, the one writer allowed now.
-                    guarded_write(conn, doc)
-                mongo.backlog_remove(key)
-                flushed += 1
-    finally:
-        mongo.close()
+    while keys := mongo.backlog_keys(limit=BACKLOG_BATCH):
+        for key in keys:
+            doc = mongo.get(key)
+            if doc is not None:
+                # No epoch: this runs inside the drain, the one writer allowed now.
+                guarded_write(conn, doc)
+            mongo.backlog_remove(key)
+            flushed += 1
     logs.event("transition.backlog_flushed", shipments=flushed)
     return f"flushed {flushed} backlogged shipment(s) into MySQL"
+
+
+def _mongo_letter(entry: dict[str, Any]) -> DeadLetter:
+    """A MongoDB dead letter (router.dead_letter's shape) as a MySQL one, same dedup key."""
+    origin = str(entry.get("origin") or "stream")
+    dedup = str(entry["_id"])
+    dedup = dedup[len(origin) + 1 :] if dedup.startswith(origin + ":") else dedup
+    if "payload" in entry:
+        payload = str(entry["payload"])
+    else:
+        raw = base64.b64decode(entry.get("payload_b64") or b"")
+        payload = raw.decode("utf-8", errors="replace")
+    category = entry.get("category")
+    reason = f"{category}: {entry.get('reason')}" if category else str(entry.get("reason"))
+    seq = entry.get("source_seq")
+    return DeadLetter(
+        origin if origin in ("stream", "backfill", "lazy", "dual") else "stream",
+        dedup,
+        reason,
+        payload,
+        int(seq) if isinstance(seq, int) else None,
+        entry.get("shipment_key") if isinstance(entry.get("shipment_key"), str) else None,
+    )
+
+
+def _dead_letters_to_mysql(
+    mongo: MongoStore, conn: MySQLConnectionAbstract, copied: set[Any]
+) -> int:
+    """MongoDB's dead letters not yet in `copied` -> MySQL (once per origin + dedup key)."""
+    moved = 0
+    batch: list[DeadLetter] = []
+    ids: list[Any] = []
+    for entry in mongo.dead_letters.find({}):
+        if entry["_id"] in copied:
+            continue
+        batch.append(_mongo_letter(entry))
+        ids.append(entry["_id"])
+        if len(batch) >= DEAD_LETTER_BATCH:
+            moved += _insert_letters(conn, batch)
+            copied.update(ids)
+            batch, ids = [], []
+    moved += _insert_letters(conn, batch)
+    copied.update(ids)
+    return moved
+
+
+def _insert_letters(conn: MySQLConnectionAbstract, letters: list[DeadLetter]) -> int:
+    if not letters:
+        return 0
+    return int(run_in_transaction(conn, lambda cur: store.insert_dead_letters(cur, letters)))
+
+
+def dead_letters_to_mysql(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
+) -> str:
+    moved = _dead_letters_to_mysql(_mongo(settings, memo), conn, memo.setdefault("letters", set()))
+    return f"carried {moved} dead letter(s) from MongoDB into MySQL"
+
+
+# -- rollback after the flip -------------------------------------------------------------------
 
 
 def write_back(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    return _write_back(settings, conn, st, memo.setdefault("copied", {}), only_moved=False)
+    return _write_back(settings, conn, st, memo, only_moved=False)
 
 
 def write_back_moved(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    return _write_back(settings, conn, st, memo.setdefault("copied", {}), only_moved=True)
+    return _write_back(settings, conn, st, memo, only_moved=True)
 
 
 def _write_back(
     settings: Settings,
     conn: MySQLConnectionAbstract,
     st: ControlState,
-    copied: dict[str, int],
+    memo: dict[str, Any],
     only_moved: bool,
 ) -> str:
-    """MySQL's changes since the flip -> MongoDB, each only if newer than MongoDB's copy.
+    """MySQL's live writes since the flip -> MongoDB, each only if newer than MongoDB's copy;
+    then MySQL's dead letters not yet in MongoDB.
 
-    `copied` collects key -> version of what was handled; with `only_moved`, keys whose
-    MySQL version still equals the one in `copied` are skipped (handled by an earlier pass).
+    memo["copied"] collects key -> version of what was handled; with `only_moved`, keys whose
+    MySQL version still equals the one there are skipped (handled by an earlier pass).
     """
-    if st.flip_epoch is None:
-        return "no flip epoch recorded: nothing written in mysql-primary mode to write back"
-    mongo = MongoStore.open(settings)
+    copied: dict[str, int] = memo.setdefault("copied", {})
+    mongo = _mongo(settings, memo)
     written = skipped = 0
+    letters = _dead_letters_to_mongo(conn, mongo, memo)
+    if st.flip_epoch is None:
+        return (
+            "no flip epoch recorded: nothing written in mysql-primary mode to write back"
+            f"; {letters} dead letter(s) carried back to MongoDB"
+        )
     after = ""
-    try:
-        while True:
-            with read_snapshot(conn):
-                cur = conn.cursor()
-                found = store.written_since(cur, st.flip_epoch, after, WRITE_BACK_BATCH)
-                keys = [k for k, v in found if not (only_moved and copied.get(k) == v)]
-                docs = store.load_documents(cur, keys)
-            if not found:
-                break
-            for key in keys:
-                doc = docs[key]
-                if mongo.replace_if_newer(doc):
-                    written += 1
-                else:
-                    skipped += 1
-                copied[key] = doc["version"]
-            after = found[-1][0]
-    finally:
-        mongo.close()
+    while True:
+        with read_snapshot(conn):
+            cur = conn.cursor()
+            found = store.written_since(cur, st.flip_epoch, after, WRITE_BACK_BATCH)
+            keys = [k for k, v in found if not (only_moved and copied.get(k) == v)]
+            docs = store.load_documents(cur, keys)
+        if not found:
+            break
+        for key in keys:
+            if _write_back_one(conn, mongo, docs[key], copied):
+                written += 1
+            else:
+                skipped += 1
+        after = found[-1][0]
     logs.event("transition.written_back", written=written, already_current=skipped)
     return (
         f"wrote {written} shipment(s) changed in MySQL since the flip back to MongoDB "
-        f"({skipped} already current there)"
+        f"({skipped} already current there); {letters} dead letter(s) carried back"
     )
+
+
+def _write_back_one(
+    conn: MySQLConnectionAbstract, mongo: MongoStore, doc: Document, copied: dict[str, int]
+) -> bool:
+    """One shipment back to MongoDB if MySQL's copy is newer by (source_rev, version).
+
+    MongoDB's own counter may be ahead of MySQL's (a write that landed there after the flip,
+    or the round trips before it): the copy then takes MongoDB's version + 1, so a version
+    never goes backwards in MongoDB, and MySQL is given the same number (same revision, higher
+    version: the guard lets it through), so both stores hold the same document again."""
+    current = mongo.shipments.find_one({"_id": doc["key"]}, {"source_rev": 1, "version": 1})
+    if not newer(doc, current):
+        copied[doc["key"]] = doc["version"]
+        return False
+    if current is not None and int(current.get("version", 0)) >= doc["version"]:
+        doc = {**doc, "version": int(current["version"]) + 1}
+        # Not stamped: MongoDB has this content now. A live write meanwhile wins (newer rev).
+        guarded_write(conn, doc)
+    mongo.replace_if_newer(doc)
+    copied[doc["key"]] = doc["version"]
+    return True
+
+
+def _mongo_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """A MySQL dead letter in MongoDB's shape (router.dead_letter), same dedup key."""
+    reason = str(row["reason"])
+    category, sep, rest = reason.partition(": ")
+    return {
+        "_id": f"{row['origin']}:{row['dedup_key']}",
+        "origin": row["origin"],
+        "category": category if sep else "mysql",
+        "reason": rest if sep else reason,
+        "source_seq": row["source_seq"],
+        "shipment_key": row["shipment_key"],
+        "received_at": row["created_at"],
+        "payload": row["payload"],
+    }
+
+
+def _dead_letters_to_mongo(
+    conn: MySQLConnectionAbstract, mongo: MongoStore, memo: dict[str, Any]
+) -> int:
+    """MySQL's dead letters (after memo's last id) -> MongoDB, where they are kept once."""
+    after = int(memo.get("letters_after", 0))
+    moved = 0
+    while True:
+        with read_snapshot(conn):
+            rows = store.dead_letters_since(conn.cursor(), after, DEAD_LETTER_BATCH)
+        if not rows:
+            break
+        for row in rows:
+            entry = _mongo_entry(row)
+            if mongo.dead_letters.find_one({"_id": entry["_id"]}, {"_id": 1}) is None:
+                mongo.dead_letters.insert_one(entry)
+                moved += 1
+        after = int(rows[-1]["id"])
+    memo["letters_after"] = after
+    return moved
+
+
+# -- back in dual after mongo ------------------------------------------------------------------
+
+
+def reconcile(settings: Settings, conn: MySQLConnectionAbstract) -> str:
+    """Copy every MongoDB document over MySQL's copy (guarded: only newer ones land), then
+    clear the control row's reconcile mark if the mode stayed dual at the same epoch."""
+    st = store.read_control(conn.cursor())
+    conn.commit()
+    if st.mode != "dual" or not st.stable:
+        return f"no reconcile: the mode is {st.mode} ({st.state}), not a stable dual"
+    mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
+    applied = seen = dead = 0
+    try:
+        batch: list[Document] = []
+        for doc in mongo.shipments.find({}).batch_size(1000):
+            batch.append(doc)
+            if len(batch) >= RECONCILE_BATCH:
+                a, d = _reconcile_batch(conn, batch)
+                applied, dead, seen = applied + a, dead + d, seen + len(batch)
+                batch = []
+        a, d = _reconcile_batch(conn, batch)
+        applied, dead, seen = applied + a, dead + d, seen + len(batch)
+    finally:
+        mongo.close()
+    cleared = run_in_transaction(conn, lambda cur: store.clear_reconcile(cur, st.epoch))
+    logs.event("transition.reconciled", seen=seen, applied=applied, dead=dead, cleared=cleared)
+    note = f"reconciled MySQL with MongoDB: {applied} of {seen} shipment(s) were stale or missing"
+    if dead:
+        note += f", {dead} unmappable (dead-lettered)"
+    if not cleared:
+        raise TransitionError(
+            note + "; but the mode changed meanwhile: run `lazyshift mode reconcile` again"
+        )
+    return note
+
+
+def _reconcile_batch(conn: MySQLConnectionAbstract, docs: list[Document]) -> tuple[int, int]:
+    if not docs:
+        return 0, 0
+    rows, rejected = map_or_reject(docs)
+    letters = [document_dead_letter("dual", d, why) for d, why in rejected]
+
+    def tx(cur: Any) -> int:
+        store.insert_dead_letters(cur, letters)
+        return len(apply_batch(cur, list(rows.values())).applied_keys)
+
+    return int(run_in_transaction(conn, tx)), len(rejected)
+
+
+def reconcile_if_needed(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
+) -> str:
+    since = store.reconcile_needed(conn.cursor())
+    conn.commit()
+    if since is None:
+        return "MySQL has not missed any write: nothing to reconcile"
+    return reconcile(settings, conn)
 
 
 STEPS: dict[str, Step] = {
     "flush_backlog": flush_backlog,
+    "dead_letters_to_mysql": dead_letters_to_mysql,
     "write_back": write_back,
     "write_back_moved": write_back_moved,
+    "reconcile_if_needed": reconcile_if_needed,
 }
 
 

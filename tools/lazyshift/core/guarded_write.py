@@ -7,9 +7,23 @@ Inside the caller's transaction, `apply_batch`:
    current and no transition is draining; the lock is held to commit, so `mode set` (which
    updates that row) waits for in-flight writes;
 2. locks the existing root rows of the batch (FOR UPDATE, in key order);
-3. for documents strictly newer than the stored version (or new): upserts the root row,
+3. for documents strictly newer than the stored one (or new): upserts the root row,
    deletes its child rows and inserts the new ones.
-The upsert's UPDATE part is itself guarded by the version, and keys that were absent when
+
+"Newer" is the pair (source_rev, version), compared in that order. `version` is a counter
+each store keeps for itself, so after `dual -> mongo -> dual` (MongoDB counted on while MySQL
+stood still) or after the flip (MySQL counts on from its own copy) the two stores' versions of
+one shipment no longer say which content is newer: a document copied from MongoDB can carry a
+higher version than a newer write MySQL took since the flip. `source_rev` (the per-shipment
+revision of the last applied source message, DESIGN §2) is the same number in every store for
+the same content, so it decides; the version only breaks ties between copies of the same
+revision.
+
+`written_epoch` marks a row as written by a live write (mysql-primary) at that epoch: rollback
+writes back exactly those (control/steps.py). Copies of MongoDB's data (dual-write, backfill,
+lazy migration, repair, reconcile) leave it NULL: MongoDB has them already.
+
+The upsert's UPDATE part is itself guarded by the same pair, and keys that were absent when
 locked are re-checked after the upsert, so even under READ COMMITTED (no gap locks) a
 concurrent first insert of the same key cannot lead to older data or mixed children.
 """
@@ -85,9 +99,14 @@ def map_or_reject(docs: Iterable[Document]) -> tuple[dict[str, Rows], list[tuple
     return rows_by_key, rejected
 
 
+def order_key(rows: Rows) -> tuple[int, int]:
+    """What "newer" means for two copies of one shipment: (source_rev, version)."""
+    return int(rows.root["source_rev"]), rows.version
+
+
 def _keep_newest(rows_by_key: dict[str, Rows], rows: Rows) -> None:
     current = rows_by_key.get(rows.key)
-    if current is None or rows.version > current.version:
+    if current is None or order_key(rows) > order_key(current):
         rows_by_key[rows.key] = rows
 
 
@@ -130,36 +149,57 @@ def check_epoch(cursor: Any, epoch: int) -> None:
         )
 
 
-def _stored_versions(cursor: Any, keys: Sequence[str]) -> dict[str, int]:
-    stored: dict[str, int] = {}
+def _stored_versions(cursor: Any, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(source_rev, version) of the stored `keys`, row-locked, in key order."""
+    stored: dict[str, tuple[int, int]] = {}
     for chunk in chunks(keys, CHUNK):
         cursor.execute(
-            "SELECT shipment_key, version FROM shipment "
+            "SELECT shipment_key, source_rev, version FROM shipment "
             f"WHERE shipment_key IN ({placeholders(len(chunk))}) ORDER BY shipment_key FOR UPDATE",
             tuple(chunk),
         )
         for row in rows_as_dicts(cursor, cursor.fetchall()):
-            stored[row["shipment_key"]] = int(row["version"])
+            stored[row["shipment_key"]] = (int(row["source_rev"]), int(row["version"]))
     return stored
 
 
-_GUARD = "VALUES(version) > version"
-_ROOT_INSERT_COLUMNS = (*ROOT_COLUMNS, "written_epoch", "written_at", "apply_count")
-_ROOT_UPDATE = ", ".join(
-    [
-        f"{c} = IF({_GUARD}, VALUES({c}), {c})"
-        for c in (*ROOT_COLUMNS, "written_epoch", "written_at")
-        if c not in ("shipment_key", "version")
-    ]
-    + [
-        f"apply_count = apply_count + IF({_GUARD}, 1, 0)",
-        # last: every assignment before it still sees the stored version
-        f"version = IF({_GUARD}, VALUES(version), version)",
-    ]
+# (source_rev, version) newer than the stored pair; `version` and `source_rev` are assigned
+# last (in that order) so every assignment before them still sees the stored pair.
+_GUARD = (
+    "(VALUES(source_rev) > source_rev OR "
+    "(VALUES(source_rev) = source_rev AND VALUES(version) > version))"
 )
+# repair: the same pair again replaces the content (a corrupted row, never a bumped version)
+_GUARD_OR_EQUAL = (
+    "(VALUES(source_rev) > source_rev OR "
+    "(VALUES(source_rev) = source_rev AND VALUES(version) >= version))"
+)
+_ROOT_INSERT_COLUMNS = (*ROOT_COLUMNS, "written_epoch", "written_at", "apply_count")
 
 
-def _upsert_roots(cursor: Any, batch: Sequence[Rows], written_epoch: int | None) -> None:
+def _root_update(guard: str) -> str:
+    return ", ".join(
+        [
+            f"{c} = IF({guard}, VALUES({c}), {c})"
+            for c in (*ROOT_COLUMNS, "written_epoch", "written_at")
+            if c not in ("shipment_key", "version", "source_rev")
+        ]
+        + [
+            f"apply_count = apply_count + IF({guard}, 1, 0)",
+            # last two: every assignment before them still sees the stored pair
+            f"version = IF({guard}, VALUES(version), version)",
+            "source_rev = GREATEST(source_rev, VALUES(source_rev))",
+        ]
+    )
+
+
+_ROOT_UPDATE = _root_update(_GUARD)
+_ROOT_UPDATE_REPAIR = _root_update(_GUARD_OR_EQUAL)
+
+
+def _upsert_roots(
+    cursor: Any, batch: Sequence[Rows], written_epoch: int | None, repair: bool = False
+) -> None:
     # written_at is the server's clock, so every client stamps rows on the same time line
     row_sql = "(" + placeholders(len(ROOT_COLUMNS) + 1) + ", UTC_TIMESTAMP(6), 1)"
     for chunk in chunks(batch, CHUNK):
@@ -170,7 +210,7 @@ def _upsert_roots(cursor: Any, batch: Sequence[Rows], written_epoch: int | None)
         cursor.execute(
             f"INSERT INTO shipment ({', '.join(_ROOT_INSERT_COLUMNS)}) VALUES "
             + ", ".join([row_sql] * len(chunk))
-            + f" ON DUPLICATE KEY UPDATE {_ROOT_UPDATE}",
+            + f" ON DUPLICATE KEY UPDATE {_ROOT_UPDATE_REPAIR if repair else _ROOT_UPDATE}",
             tuple(params),
         )
 
@@ -202,19 +242,21 @@ def apply_batch(
     *,
     epoch: int | None = None,
     written_epoch: int | None = None,
+    repair: bool = False,
 ) -> BatchResult:
     """Version-guarded write of `docs` inside the caller's transaction (the caller commits).
 
     `docs` may also hold already mapped `Rows` (from `map_or_reject`). Every document is
     mapped before the database is touched: an unmappable one raises InvalidDocument naming
-    its key. For a key given twice only its highest version is written. `written_epoch`
-    (default: `epoch`) is recorded on the written root rows for rollback.
+    its key. For a key given twice only its newest copy is written. `epoch` fences the write
+    (see `check_epoch`). `written_epoch` is given only by live writes in mysql-primary (the
+    ones rollback must carry back to MongoDB); it is recorded on the written root rows.
+    `repair` also applies a copy equal in (source_rev, version) to the stored one: it
+    replaces corrupted content without inventing a version.
     """
     rows_by_key = _map_all(docs)
     if not rows_by_key:
         return BatchResult()
-    if written_epoch is None:
-        written_epoch = epoch
     if epoch is not None:
         check_epoch(cursor, epoch)
     keys = sorted(rows_by_key)  # one lock order for everyone: fewer deadlocks
@@ -223,20 +265,22 @@ def apply_batch(
     batch: list[Rows] = []
     for key in keys:
         rows = rows_by_key[key]
-        if key in stored and stored[key] >= rows.version:
+        if key in stored and (
+            stored[key] > order_key(rows) or (stored[key] == order_key(rows) and not repair)
+        ):
             result.skipped_keys.append(key)
         else:
             batch.append(rows)
     if not batch:
         return result
-    _upsert_roots(cursor, batch, written_epoch)
+    _upsert_roots(cursor, batch, written_epoch, repair)
     absent = [rows.key for rows in batch if rows.key not in stored]
     if absent:
-        # Locked by our upsert now. A different version means a concurrent first insert won
+        # Locked by our upsert now. A different pair means a concurrent first insert won
         # the race (possible only without gap locks, i.e. READ COMMITTED) with data at least
         # as new as ours: the guarded upsert changed nothing, so leave its children alone.
         now = _stored_versions(cursor, absent)
-        lost = {key for key in absent if now.get(key) != rows_by_key[key].version}
+        lost = {key for key in absent if now.get(key) != order_key(rows_by_key[key])}
         if lost:
             batch = [rows for rows in batch if rows.key not in lost]
             result.skipped_keys = sorted([*result.skipped_keys, *lost])

@@ -147,6 +147,8 @@ def delete_shipment(cur: Any, key: str) -> None:
     cur.execute("DELETE FROM shipment WHERE shipment_key = %s", (key,))
 
 
+# Only live writes stamp written_epoch (guarded_write.py): copies of MongoDB (backfill, lazy
+# migration) leave it NULL, so this reads what rollback must carry back and nothing else.
 WRITTEN_SINCE = (
     "SELECT shipment_key, version FROM shipment WHERE written_epoch >= %s "
     "AND shipment_key > %s ORDER BY shipment_key LIMIT %s"
@@ -154,7 +156,8 @@ WRITTEN_SINCE = (
 
 
 def written_since(cur: Any, epoch: int, after: str, limit: int) -> list[tuple[str, int]]:
-    """(key, version) of shipments written at or after `epoch`, in key order after `after`."""
+    """(key, version) of shipments written live at or after `epoch`, in key order after
+    `after`."""
     cur.execute(WRITTEN_SINCE, (epoch, after, limit))
     return [(k, int(v)) for k, v in cur.fetchall()]
 
@@ -244,6 +247,30 @@ def commit_mode(cur: Any, target: str, flip_epoch: int | None, note: str, epoch:
 def restore_mode(cur: Any, mode: str, epoch: int) -> None:
     """Back to `mode` under a fresh epoch (epoch + 1), from a draining `epoch`."""
     cur.execute(RESTORE_MODE, (mode, epoch + 1, epoch))
+
+
+# Re-entering dual after mongo: MySQL's copies are stale until a reconcile has run.
+def mark_reconcile_needed(cur: Any, epoch: int) -> None:
+    cur.execute(
+        "UPDATE lazyshift_control SET reconcile_epoch = COALESCE(reconcile_epoch, %s) WHERE id = 1",
+        (epoch,),
+    )
+
+
+def reconcile_needed(cur: Any) -> int | None:
+    """The epoch since which MySQL missed writes made in mongo mode (None: it did not)."""
+    value = _scalar(cur, "SELECT reconcile_epoch FROM lazyshift_control WHERE id = 1")
+    return None if value is None else int(value)
+
+
+def clear_reconcile(cur: Any, epoch: int) -> bool:
+    """Cleared only if the mode has stayed dual at `epoch` the whole reconcile long."""
+    cur.execute(
+        "UPDATE lazyshift_control SET reconcile_epoch = NULL WHERE id = 1 AND epoch = %s "
+        "AND mode = 'dual' AND state = 'stable'",
+        (epoch,),
+    )
+    return cur.rowcount == 1 or reconcile_needed(cur) is None
 
 
 def current_epoch(cur: Any) -> int | None:
@@ -635,6 +662,36 @@ def record_archive(
         (location, count, sha256, dump_json(manifest)),
     )
     return int(cur.lastrowid)
+
+
+def mark_archive_verified(cur: Any, record_id: int, count: int) -> None:
+    cur.execute(
+        "UPDATE archive_record SET verified_at = UTC_TIMESTAMP(6), verified_count = %s "
+        "WHERE id = %s",
+        (count, record_id),
+    )
+
+
+def last_verified_archive(cur: Any) -> dict[str, Any] | None:
+    """The newest archive that was read back and matched its manifest."""
+    rows = _rows(
+        cur,
+        "SELECT id, location, created_at, verified_at FROM archive_record "
+        "WHERE verified_at IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    return rows[0] if rows else None
+
+
+# -- dead letters across stores (they follow the primary store) ----------------------------------
+
+
+def dead_letters_since(cur: Any, after_id: int, limit: int) -> list[dict[str, Any]]:
+    return _rows(
+        cur,
+        "SELECT id, origin, dedup_key, source_seq, shipment_key, reason, payload, created_at "
+        "FROM dead_letter WHERE id > %s ORDER BY id LIMIT %s",
+        (after_id, limit),
+    )
 
 
 # -- counts --------------------------------------------------------------------------------------
