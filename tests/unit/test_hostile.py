@@ -12,11 +12,10 @@ import json
 
 import pytest
 from bson import BSON
+from test_normalise import ACME, LEGACY, SWIFT
 
 from lazyshift.core.normalise import MAX_SEQ, Malformed, parse_message, recover_seq
 from lazyshift.core.normalise import normalise_message as normalise
-
-from test_normalise import ACME, LEGACY, SWIFT
 
 
 def _raw(msg: dict) -> bytes:

@@ -8,21 +8,27 @@ then change nothing.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from mysql.connector import Error as MySQLError
-from pymongo.errors import PyMongoError
 from tenacity import wait_exponential_jitter
 
 from lazyshift import logs
 from lazyshift.client.follower import Stopped
 from lazyshift.client.source import Partition, SourceConnection
+from lazyshift.client.transient import is_transient
 from lazyshift.core.document import Document
-from lazyshift.core.framing import Frame, FramingError, OversizedFrame
-from lazyshift.core.normalise import Malformed, normalise_message, parse_message, recover_seq
+from lazyshift.core.framing import Frame, OversizedFrame
+from lazyshift.core.normalise import (
+    Malformed,
+    normalise_message,
+    parse_message,
+    printable,
+    recover_seq,
+)
 from lazyshift.router import Unstorable
 
 MAX_MESSAGE_BYTES = 1 << 20
@@ -44,6 +50,8 @@ class Sink(Protocol):
     def save_offset(self, partition: str, seq: int) -> None: ...
 
     def idle(self) -> None: ...  # called between messages when the source is quiet
+
+    def reset(self) -> None: ...  # drop cached store connections after a transient failure
 
 
 @dataclass
@@ -72,10 +80,6 @@ class ConsumerOptions:
     max_backoff_s: float = 5.0
 
 
-# Failures after which the consumer reconnects (to the source and to its stores) and resumes.
-TRANSIENT = (OSError, ConnectionError, FramingError, PyMongoError, MySQLError)
-
-
 class Consumer:
     def __init__(
         self,
@@ -94,6 +98,7 @@ class Consumer:
         self._last_flush = time.monotonic()
         self._since_flush = 0
         self.finished = False  # saw the source's end marker
+        self._counted = False  # the frame in hand was counted as received
         self._first_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -122,9 +127,14 @@ class Consumer:
                             break
             except Stopped:
                 break
-            except TRANSIENT as exc:
+            except Exception as exc:
+                # Only connection-level failures get here from a frame (see _handle); one
+                # that is not transient outside a frame (offsets, idle work) is a bug.
+                if not is_transient(exc):
+                    raise
                 if self.stop.is_set():
                     break
+                self._reset_sink()
                 attempt += 1
                 self.counters.reconnects += 1
                 delay = backoff(_RetryState(attempt))
@@ -145,10 +155,35 @@ class Consumer:
             self._first_at = now
         try:
             self._handle_frame(item)
+        except Stopped:
+            raise
+        except Exception as exc:
+            # The one error boundary of a frame: what retrying cannot fix is dead-lettered
+            # with its reason and the stream goes on; only a connection-level failure makes
+            # the caller reconnect and replay this frame.
+            if is_transient(exc):
+                raise
+            self._reject_unexpected(item, exc)
         finally:
             self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
 
+    def _reject_unexpected(self, item: Frame | OversizedFrame, exc: Exception) -> None:
+        raw = item.payload if isinstance(item, Frame) else item.head
+        counted = self._counted
+        reason = f"{type(exc).__name__}: {printable(str(exc))[:500]}"
+        logs.event("message.unexpected_error", error=reason)
+        self._reject(raw, recover_seq(raw), "unstorable", reason, counted=counted)
+
+    def _reset_sink(self) -> None:
+        reset = getattr(self.sink, "reset", None)
+        if reset is not None:
+            try:
+                reset()
+            except Exception as exc:  # noqa: BLE001 - dropping a broken connection may fail
+                logs.event("sink.reset_failed", error=str(exc))
+
     def _handle_frame(self, item: Frame | OversizedFrame) -> None:
+        self._counted = False
         if isinstance(item, OversizedFrame):
             self._reject(
                 item.head,
@@ -177,6 +212,7 @@ class Consumer:
             logs.event("source.end", last_seq=msg.get("last_seq"), partition=self._partition)
             return
         self.counters.received += 1
+        self._counted = True
         try:
             doc = normalise_message(msg)
         except Malformed as exc:
@@ -204,13 +240,34 @@ class Consumer:
     ) -> None:
         if not counted:
             self.counters.received += 1
-        self.sink.dead_letter(reason=reason, category=category, raw=raw, seq=seq, key=key)
+        self._counted = True
+        self._dead_letter(raw, seq, category, reason, key)
         self.counters.dead_lettered += 1
         cats = self.counters.dead_letter_categories
         cats[category] = cats.get(category, 0) + 1
         logs.event("message.dead_lettered", seq=seq, category=category, reason=reason[:200])
         if seq is not None:
             self._advance(seq)
+
+    def _dead_letter(
+        self, raw: bytes, seq: int | None, category: str, reason: str, key: str | None
+    ) -> None:
+        reason, key = printable(reason), None if key is None else printable(key)
+        try:
+            self.sink.dead_letter(reason=reason, category=category, raw=raw, seq=seq, key=key)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # The letter itself could not be stored as it is: keep the bytes (as base64 text)
+            # and the reason, which is what the letter is for.
+            logs.event("dead_letter.fallback", error=f"{type(exc).__name__}: {exc}"[:300])
+            self.sink.dead_letter(
+                reason=f"{reason} (letter stored as base64: {type(exc).__name__})",
+                category=category,
+                raw=base64.b64encode(raw),
+                seq=seq,
+                key=None,
+            )
 
     def _advance(self, seq: int) -> None:
         self._pending_offset = max(self._pending_offset, seq)
@@ -230,8 +287,8 @@ class Consumer:
             try:
                 self.sink.save_offset(self._partition, self._pending_offset)
                 self._stored_offset = self._pending_offset
-            except TRANSIENT as exc:
-                if not force:
+            except Exception as exc:
+                if not force or not is_transient(exc):
                     raise
                 # On the way out a store that is down cannot take the offset; the next run
                 # replays from the older one, which the revision guard makes harmless.

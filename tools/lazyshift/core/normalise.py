@@ -126,7 +126,7 @@ def check_storable(msg: dict[str, Any]) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 problem = _key_problem(key)
-                where = f"{path}.{_printable(key)}" if path else _printable(key)
+                where = f"{path}.{printable(key)}" if path else printable(key)
                 if problem:
                     raise Malformed("bad-key", f"key {where!r} {problem}: MongoDB refuses it")
                 stack.append((where, value, depth + 1))
@@ -138,7 +138,7 @@ def check_storable(msg: dict[str, Any]) -> None:
                 raise Malformed(bad[0], f"{path}: {bad[1]}")
 
 
-def _printable(text: Any) -> str:
+def printable(text: Any) -> str:
     """`text` safe to put in a reason (which is itself stored): no NUL, no lone surrogate."""
     return str(text).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
 
