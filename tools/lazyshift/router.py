@@ -303,6 +303,11 @@ class Router:
             self.writer_connection(), lambda cur: store.save_offset(cur, partition, seq)
         )
 
+    def reset(self) -> None:
+        """After a transient failure: drop the cached writer so the next write reconnects
+        (MariaDB restarted in mysql-primary left it dead, and nothing else dropped it)."""
+        self._drop_writer()
+
     def idle(self) -> None:
         """Between messages: retry the dual-write backlog while MySQL is reachable."""
         if self.follower is None or self.mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
