@@ -26,7 +26,7 @@ serve flags:
   --host H                   listen address (default 127.0.0.1)
   --port P                   TCP port, 0 = OS-assigned (default 8282)
   --rate R                   messages/s of the global log, 0 = as fast as possible (default ${SERVER_DEFAULTS.rate})
-  --hello-timeout-ms MS      wait this long for the subscribe frame (default ${SERVER_DEFAULTS.helloTimeoutMs})
+  --hello-timeout-ms MS      close a connection with no subscribe frame after MS (default ${SERVER_DEFAULTS.helloTimeoutMs})
   --cache N                  newest messages kept in memory (default ${SERVER_DEFAULTS.cacheSize})
 
 dump flags:
