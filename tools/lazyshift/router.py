@@ -59,6 +59,10 @@ class Unstorable(ValueError):
         self.reason = reason
 
 
+class GuardSkipped(my.RetryableConflict):
+    """The guarded write skipped a message for a reason other than a newer stored revision."""
+
+
 class StoreUnavailable(RuntimeError):
     """The store a read needs is down; the read API answers 503 with this message."""
 
@@ -237,11 +241,16 @@ class Router:
             if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
                 return False  # a late or repeated message
             try:
-                apply_batch(
+                result = apply_batch(
                     cur, [{**doc, "version": (row[0] if row else 0) + 1}], written_epoch=epoch
                 )
             except InvalidDocument as exc:
                 raise Unstorable(exc.reason) from exc
+            if key not in result.applied_keys:
+                # Not "already newer" (that returned above under the row lock): acking it
+                # would lose the message. Roll back and run the whole write again; if the
+                # guard keeps refusing, the consumer dead-letters it with this reason.
+                raise GuardSkipped(f"{key}: the version guard skipped rev {doc['source_rev']}")
             return True
 
         return run_in_transaction(self.writer_connection(), write)
@@ -346,7 +355,23 @@ class Router:
             return self._read_controlled(key)
         except MySQLError as exc:
             self._drop_reader()
-            raise StoreUnavailable(f"MySQL is unreachable: {exc}") from exc
+            mode = self._mode_without_mysql()
+            if mode not in (Mode.MONGO, Mode.DUAL):
+                raise StoreUnavailable(f"MySQL is unreachable: {exc}") from exc
+        # MySQL is down but MongoDB is the truth in this mode: answer from it.
+        doc = self.mongo.get(key)
+        self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
+        return ReadResult(doc, mode, "mongo")
+
+    def _mode_without_mysql(self) -> Mode | None:
+        """The mode as of the follower's last read of the control row, while its lease holds.
+
+        No transition can finish within our lease without our acknowledgement (the drain
+        waits for it, or for our heartbeat to time out, which takes twice the lease), and
+        we acknowledge only what the follower has read: so this mode is not stale."""
+        known = getattr(self.follower, "known_mode", None)
+        mode = known() if known is not None else None
+        return Mode(mode) if mode is not None else None
 
     def _read_controlled(self, key: str) -> ReadResult:
         conn = self._reader()

@@ -34,6 +34,7 @@ from lazyshift.router import Unstorable
 MAX_MESSAGE_BYTES = 1 << 20
 OFFSET_FLUSH_EVERY_S = 0.5
 OFFSET_FLUSH_EVERY_N = 500
+IDLE_WORK_EVERY_S = 1.0
 
 
 class Sink(Protocol):
@@ -99,6 +100,7 @@ class Consumer:
         self._since_flush = 0
         self.finished = False  # saw the source's end marker
         self._counted = False  # the frame in hand was counted as received
+        self._last_idle = time.monotonic()
         self._first_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -118,10 +120,15 @@ class Consumer:
                     )
                     for item in conn.frames(self.stop):
                         if item is None:
-                            self.sink.idle()
+                            self._idle()
                         else:
                             attempt = 0
                             self._handle(item)
+                            if time.monotonic() - self._last_idle >= IDLE_WORK_EVERY_S:
+                                # Under steady load the source is never quiet: the idle
+                                # work (the dual-write backlog) must still run, or it
+                                # never drains and the stage-2 gate never opens.
+                                self._idle()
                         self._maybe_flush()
                         if self.finished:
                             break
@@ -166,6 +173,10 @@ class Consumer:
             self._reject_unexpected(item, exc)
         finally:
             self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
+
+    def _idle(self) -> None:
+        self._last_idle = time.monotonic()
+        self.sink.idle()
 
     def _reject_unexpected(self, item: Frame | OversizedFrame, exc: Exception) -> None:
         raw = item.payload if isinstance(item, Frame) else item.head
