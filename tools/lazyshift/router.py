@@ -168,6 +168,14 @@ class Router:
             finally:
                 self.follower.release()
 
+    def write_many(self, docs: list[Document]) -> list[bool]:
+        """`write` for documents of distinct keys, in order. Stage 1 (no control plane)
+        stores them in one MongoDB batch; under the control plane each is written
+        through the fenced single-document path."""
+        if self.follower is None:
+            return [w.applied for w in self.mongo.apply_many(docs)]
+        return [self.write(doc) for doc in docs]
+
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:
             return self._write_mysql(mode, epoch, doc)
