@@ -168,13 +168,17 @@ class Router:
             finally:
                 self.follower.release()
 
+    @property
+    def batches_writes(self) -> bool:
+        """Stage 1 (no control plane) takes micro-batches; under the control plane every
+        write still goes through the fenced single-document path."""
+        return self.follower is None
+
     def write_many(self, docs: list[Document]) -> list[bool]:
-        """`write` for documents of distinct keys, in order. Stage 1 (no control plane)
-        stores them in one MongoDB batch; under the control plane each is written
-        through the fenced single-document path."""
-        if self.follower is None:
-            return [w.applied for w in self.mongo.apply_many(docs)]
-        return [self.write(doc) for doc in docs]
+        """`write` for documents of distinct keys, in order, in one MongoDB batch."""
+        if self.follower is not None:
+            return [self.write(doc) for doc in docs]
+        return [w.applied for w in self.mongo.apply_many(docs)]
 
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:

@@ -104,7 +104,7 @@ class Consumer:
         self._counted = False  # the frame in hand was counted as received
         self._last_idle = time.monotonic()
         # Micro-batches of documents (raw frame, document), for sinks that take them.
-        self._batching = callable(getattr(sink, "write_many", None))
+        self._batching = bool(getattr(sink, "batches_writes", False))
         self._batch: list[tuple[bytes, Document]] = []
         self._batch_started = time.monotonic()
         self._first_at: float | None = None
