@@ -59,6 +59,10 @@ class Unstorable(ValueError):
         self.reason = reason
 
 
+class GuardSkipped(my.RetryableConflict):
+    """The guarded write skipped a message for a reason other than a newer stored revision."""
+
+
 class StoreUnavailable(RuntimeError):
     """The store a read needs is down; the read API answers 503 with this message."""
 
@@ -164,6 +168,18 @@ class Router:
             finally:
                 self.follower.release()
 
+    @property
+    def batches_writes(self) -> bool:
+        """Stage 1 (no control plane) takes micro-batches; under the control plane every
+        write still goes through the fenced single-document path."""
+        return self.follower is None
+
+    def write_many(self, docs: list[Document]) -> list[bool]:
+        """`write` for documents of distinct keys, in order, in one MongoDB batch."""
+        if self.follower is not None:
+            return [self.write(doc) for doc in docs]
+        return [w.applied for w in self.mongo.apply_many(docs)]
+
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:
             return self._write_mysql(mode, epoch, doc)
@@ -237,11 +253,16 @@ class Router:
             if row is not None and row[1] is not None and row[1] >= doc["source_rev"]:
                 return False  # a late or repeated message
             try:
-                apply_batch(
+                result = apply_batch(
                     cur, [{**doc, "version": (row[0] if row else 0) + 1}], written_epoch=epoch
                 )
             except InvalidDocument as exc:
                 raise Unstorable(exc.reason) from exc
+            if key not in result.applied_keys:
+                # Not "already newer" (that returned above under the row lock): acking it
+                # would lose the message. Roll back and run the whole write again; if the
+                # guard keeps refusing, the consumer dead-letters it with this reason.
+                raise GuardSkipped(f"{key}: the version guard skipped rev {doc['source_rev']}")
             return True
 
         return run_in_transaction(self.writer_connection(), write)
@@ -303,6 +324,11 @@ class Router:
             self.writer_connection(), lambda cur: store.save_offset(cur, partition, seq)
         )
 
+    def reset(self) -> None:
+        """After a transient failure: drop the cached writer so the next write reconnects
+        (MariaDB restarted in mysql-primary left it dead, and nothing else dropped it)."""
+        self._drop_writer()
+
     def idle(self) -> None:
         """Between messages: retry the dual-write backlog while MySQL is reachable."""
         if self.follower is None or self.mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
@@ -341,7 +367,23 @@ class Router:
             return self._read_controlled(key)
         except MySQLError as exc:
             self._drop_reader()
-            raise StoreUnavailable(f"MySQL is unreachable: {exc}") from exc
+            mode = self._mode_without_mysql()
+            if mode not in (Mode.MONGO, Mode.DUAL):
+                raise StoreUnavailable(f"MySQL is unreachable: {exc}") from exc
+        # MySQL is down but MongoDB is the truth in this mode: answer from it.
+        doc = self.mongo.get(key)
+        self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
+        return ReadResult(doc, mode, "mongo")
+
+    def _mode_without_mysql(self) -> Mode | None:
+        """The mode as of the follower's last read of the control row, while its lease holds.
+
+        No transition can finish within our lease without our acknowledgement (the drain
+        waits for it, or for our heartbeat to time out, which takes twice the lease), and
+        we acknowledge only what the follower has read: so this mode is not stale."""
+        known = getattr(self.follower, "known_mode", None)
+        mode = known() if known is not None else None
+        return Mode(mode) if mode is not None else None
 
     def _read_controlled(self, key: str) -> ReadResult:
         conn = self._reader()

@@ -8,26 +8,35 @@ then change nothing.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from mysql.connector import Error as MySQLError
-from pymongo.errors import PyMongoError
 from tenacity import wait_exponential_jitter
 
 from lazyshift import logs
 from lazyshift.client.follower import Stopped
 from lazyshift.client.source import Partition, SourceConnection
+from lazyshift.client.transient import is_transient
 from lazyshift.core.document import Document
-from lazyshift.core.framing import Frame, FramingError, OversizedFrame
-from lazyshift.core.normalise import Malformed, normalise_message, parse_message, recover_seq
+from lazyshift.core.framing import Frame, OversizedFrame
+from lazyshift.core.normalise import (
+    Malformed,
+    normalise_message,
+    parse_message,
+    printable,
+    recover_seq,
+)
 from lazyshift.router import Unstorable
 
 MAX_MESSAGE_BYTES = 1 << 20
 OFFSET_FLUSH_EVERY_S = 0.5
 OFFSET_FLUSH_EVERY_N = 500
+IDLE_WORK_EVERY_S = 1.0
+BATCH_MAX = 200  # documents written together
+BATCH_AGE_S = 0.05  # the oldest document in hand waits at most this long (plus one frame)
 
 
 class Sink(Protocol):
@@ -44,6 +53,8 @@ class Sink(Protocol):
     def save_offset(self, partition: str, seq: int) -> None: ...
 
     def idle(self) -> None: ...  # called between messages when the source is quiet
+
+    def reset(self) -> None: ...  # drop cached store connections after a transient failure
 
 
 @dataclass
@@ -72,10 +83,6 @@ class ConsumerOptions:
     max_backoff_s: float = 5.0
 
 
-# Failures after which the consumer reconnects (to the source and to its stores) and resumes.
-TRANSIENT = (OSError, ConnectionError, FramingError, PyMongoError, MySQLError)
-
-
 class Consumer:
     def __init__(
         self,
@@ -94,6 +101,12 @@ class Consumer:
         self._last_flush = time.monotonic()
         self._since_flush = 0
         self.finished = False  # saw the source's end marker
+        self._counted = False  # the frame in hand was counted as received
+        self._last_idle = time.monotonic()
+        # Micro-batches of documents (raw frame, document), for sinks that take them.
+        self._batching = bool(getattr(sink, "batches_writes", False))
+        self._batch: list[tuple[bytes, Document]] = []
+        self._batch_started = time.monotonic()
         self._first_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -113,18 +126,28 @@ class Consumer:
                     )
                     for item in conn.frames(self.stop):
                         if item is None:
-                            self.sink.idle()
+                            self._idle()
                         else:
                             attempt = 0
                             self._handle(item)
+                            if time.monotonic() - self._last_idle >= IDLE_WORK_EVERY_S:
+                                # Under steady load the source is never quiet: the idle
+                                # work (the dual-write backlog) must still run, or it
+                                # never drains and the stage-2 gate never opens.
+                                self._idle()
                         self._maybe_flush()
                         if self.finished:
                             break
             except Stopped:
                 break
-            except TRANSIENT as exc:
+            except Exception as exc:
+                # Only connection-level failures get here from a frame (see _handle); one
+                # that is not transient outside a frame (offsets, idle work) is a bug.
+                if not is_transient(exc):
+                    raise
                 if self.stop.is_set():
                     break
+                self._reset_sink()
                 attempt += 1
                 self.counters.reconnects += 1
                 delay = backoff(_RetryState(attempt))
@@ -145,10 +168,43 @@ class Consumer:
             self._first_at = now
         try:
             self._handle_frame(item)
+        except Stopped:
+            raise
+        except Exception as exc:
+            # The one error boundary of a frame: what retrying cannot fix is dead-lettered
+            # with its reason and the stream goes on; only a connection-level failure makes
+            # the caller reconnect and replay this frame.
+            if is_transient(exc):
+                raise
+            self._reject_unexpected(item, exc)
         finally:
             self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
 
+    def _idle(self) -> None:
+        self._flush_batch()
+        self._last_idle = time.monotonic()
+        self.sink.idle()
+
+    def _batch_since(self) -> float:
+        return self._batch_started if self._batch else time.monotonic()
+
+    def _reject_unexpected(self, item: Frame | OversizedFrame, exc: Exception) -> None:
+        raw = item.payload if isinstance(item, Frame) else item.head
+        counted = self._counted
+        reason = f"{type(exc).__name__}: {printable(str(exc))[:500]}"
+        logs.event("message.unexpected_error", error=reason)
+        self._reject(raw, recover_seq(raw), "unstorable", reason, counted=counted)
+
+    def _reset_sink(self) -> None:
+        reset = getattr(self.sink, "reset", None)
+        if reset is not None:
+            try:
+                reset()
+            except Exception as exc:  # noqa: BLE001 - dropping a broken connection may fail
+                logs.event("sink.reset_failed", error=str(exc))
+
     def _handle_frame(self, item: Frame | OversizedFrame) -> None:
+        self._counted = False
         if isinstance(item, OversizedFrame):
             self._reject(
                 item.head,
@@ -173,25 +229,79 @@ class Consumer:
             self._reject(raw, seq, exc.category, exc.reason)
             return
         if "seq" not in msg and msg.get("type") == "end":
+            self._flush_batch()
             self.finished = self.opts.exit_at_end
             logs.event("source.end", last_seq=msg.get("last_seq"), partition=self._partition)
             return
         self.counters.received += 1
+        self._counted = True
         try:
             doc = normalise_message(msg)
         except Malformed as exc:
             self._reject(raw, seq, exc.category, exc.reason, counted=True, key=_key_hint(msg))
             return
+        if self._batching:
+            if any(d["key"] == doc["key"] for _, d in self._batch):
+                self._flush_batch()  # one key once per batch: its messages stay in order
+            if not self._batch:
+                self._batch_started = time.monotonic()
+            self._batch.append((raw, doc))
+            if len(self._batch) >= BATCH_MAX:
+                self._flush_batch()
+            return
+        self._write_one(raw, doc)
+
+    def _write_one(self, raw: bytes, doc: Document) -> None:
         try:
             applied = self.sink.write(doc)
         except Unstorable as exc:
-            self._reject(raw, seq, "unmappable", exc.reason, counted=True, key=doc["key"])
+            self._reject(
+                raw, doc["source_seq"], "unmappable", exc.reason, counted=True, key=doc["key"]
+            )
             return
+        self._stored(doc, applied)
+
+    def _stored(self, doc: Document, applied: bool) -> None:
         if applied:
             self.counters.stored += 1
         else:
             self.counters.stale += 1
         self._advance(doc["source_seq"])
+
+    # -- micro-batches -------------------------------------------------------------------------
+    def _flush_batch(self) -> None:
+        """Write the documents in hand. Their offsets advance only once they are written;
+        a transient failure drops the batch from memory and the stream replays it."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        try:
+            results = self.sink.write_many([doc for _, doc in batch])  # type: ignore[attr-defined]
+        except Stopped:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Something in the batch cannot be stored: one by one, each in its own boundary.
+            for raw, doc in batch:
+                self._write_isolated(raw, doc)
+        else:
+            for (_, doc), applied in zip(batch, results, strict=True):
+                self._stored(doc, applied)
+        if self._first_at is not None:
+            self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
+
+    def _write_isolated(self, raw: bytes, doc: Document) -> None:
+        try:
+            self._write_one(raw, doc)
+        except Stopped:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._counted = True
+            reason = f"{type(exc).__name__}: {printable(str(exc))[:500]}"
+            self._reject(raw, doc["source_seq"], "unstorable", reason, counted=True, key=doc["key"])
 
     def _reject(
         self,
@@ -204,13 +314,36 @@ class Consumer:
     ) -> None:
         if not counted:
             self.counters.received += 1
-        self.sink.dead_letter(reason=reason, category=category, raw=raw, seq=seq, key=key)
+        self._counted = True
+        # Documents in hand come first: the offset must not pass them before they are written.
+        self._flush_batch()
+        self._dead_letter(raw, seq, category, reason, key)
         self.counters.dead_lettered += 1
         cats = self.counters.dead_letter_categories
         cats[category] = cats.get(category, 0) + 1
         logs.event("message.dead_lettered", seq=seq, category=category, reason=reason[:200])
         if seq is not None:
             self._advance(seq)
+
+    def _dead_letter(
+        self, raw: bytes, seq: int | None, category: str, reason: str, key: str | None
+    ) -> None:
+        reason, key = printable(reason), None if key is None else printable(key)
+        try:
+            self.sink.dead_letter(reason=reason, category=category, raw=raw, seq=seq, key=key)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # The letter itself could not be stored as it is: keep the bytes (as base64 text)
+            # and the reason, which is what the letter is for.
+            logs.event("dead_letter.fallback", error=f"{type(exc).__name__}: {exc}"[:300])
+            self.sink.dead_letter(
+                reason=f"{reason} (letter stored as base64: {type(exc).__name__})",
+                category=category,
+                raw=base64.b64encode(raw),
+                seq=seq,
+                key=None,
+            )
 
     def _advance(self, seq: int) -> None:
         self._pending_offset = max(self._pending_offset, seq)
@@ -219,6 +352,8 @@ class Consumer:
 
     def _maybe_flush(self) -> None:
         now = time.monotonic()
+        if self._batch and now - self._batch_since() >= BATCH_AGE_S:
+            self._flush_batch()
         if (
             self._since_flush >= OFFSET_FLUSH_EVERY_N
             or now - self._last_flush >= OFFSET_FLUSH_EVERY_S
@@ -226,12 +361,19 @@ class Consumer:
             self._flush()
 
     def _flush(self, force: bool = False) -> None:
+        try:
+            self._flush_batch()
+        except Exception as exc:
+            if not force or not (isinstance(exc, Stopped) or is_transient(exc)):
+                raise
+            # On the way out: what was in hand is replayed by the next run.
+            logs.event("batch.not_written", error=f"{type(exc).__name__}: {exc}"[:300])
         if self._pending_offset > self._stored_offset:
             try:
                 self.sink.save_offset(self._partition, self._pending_offset)
                 self._stored_offset = self._pending_offset
-            except TRANSIENT as exc:
-                if not force:
+            except Exception as exc:
+                if not force or not is_transient(exc):
                     raise
                 # On the way out a store that is down cannot take the offset; the next run
                 # replays from the older one, which the revision guard makes harmless.

@@ -111,6 +111,13 @@ class Follower:
                 and time.monotonic() - self._last_ok < self.lease_s
             )
 
+    def known_mode(self) -> str | None:
+        """The stable mode of the last control row read, while the lease holds; else None."""
+        with self._cond:
+            st = self._state
+            fresh = st is not None and time.monotonic() - self._last_ok < self.lease_s
+            return st.mode if fresh and st.stable else None
+
     # -- poller --------------------------------------------------------------------------------
     def _loop(self) -> None:
         failures = 0
@@ -119,16 +126,22 @@ class Follower:
                 if self._conn is None:
                     self._conn = my.connect(self.settings.mysql, autocommit=True)
                 cur = self._conn.cursor()
+                # The lease runs from before the read, and is renewed only once the
+                # heartbeat has committed: a client whose heartbeat fails stops writing
+                # before the control plane stops waiting for it.
+                read_at = time.monotonic()
                 st = store.read_control(cur)
                 with self._cond:
                     self._state = st
-                    self._last_ok = time.monotonic()
                     if not self._busy and st.epoch != self.acked_epoch:
                         self.acked_epoch = st.epoch
                     acked = self.acked_epoch
                     self._cond.notify_all()
                 self._beat(cur, acked)
                 cur.close()
+                with self._cond:
+                    self._last_ok = read_at
+                    self._cond.notify_all()
                 if failures:
                     logs.event("control.reconnected", client_id=self.client_id)
                 failures = 0

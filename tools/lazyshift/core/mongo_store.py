@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pymongo
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lazyshift.core.document import Document
 
@@ -45,6 +45,7 @@ BACKLOG = "mysql_backlog"
 # FerretDB evaluates range filters and sorts over a full scan before it answers the first
 # batch, so a client that scans (backfill, verify, archive) must outlast that scan.
 SCAN_SOCKET_TIMEOUT_MS = 3_600_000
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,39 @@ class MongoStore:
             return MongoWrite(True, 1, new)
         except DuplicateKeyError:
             pass
+        return self._update_existing(key, body, check)
+
+    def apply_many(
+        self, docs: list[Document], before_write: Callable[[], None] | None = None
+    ) -> list[MongoWrite]:
+        """`apply_snapshot` for documents of distinct keys, one result each, in order.
+
+        On FerretDB the new shipments (most of a live stream) go in one unordered
+        `insert_many`; the ones that exist already take the single-document path.
+        """
+        check = before_write or (lambda: None)
+        if not self.ferretdb or len(docs) < 2:
+            return [self.apply_snapshot(d, before_write) for d in docs]
+        bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
+        news = [{"_id": d["_id"], **b, "version": 1} for d, b in zip(docs, bodies, strict=True)]
+        exists: set[int] = set()
+        check()
+        try:
+            self.shipments.insert_many(news, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            exists = {e["index"] for e in errors}
+        return [
+            self._update_existing(d["_id"], b, check) if i in exists else MongoWrite(True, 1, n)
+            for i, (d, b, n) in enumerate(zip(docs, bodies, news, strict=True))
+        ]
+
+    def _update_existing(
+        self, key: str, body: dict[str, Any], check: Callable[[], None]
+    ) -> MongoWrite:
+        new = {"_id": key, **body, "version": 1}
         current = self.shipments.find_one({"_id": key}, {"source_rev": 1, "version": 1})
         if current is None:
             raise ConcurrentWrite(f"{key}: deleted while being written")

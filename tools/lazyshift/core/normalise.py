@@ -4,26 +4,39 @@ Each source has its own names, units and timestamp formats; each normaliser know
 them. A message that cannot be normalised raises Malformed with a category (for counting)
 and a reason naming the field, and the caller dead-letters it with its raw payload.
 Fields a source sends that the canonical model does not name are kept under `extra`
-(with their dotted path), so nothing a source said is lost.
+(with their path, joined by '/'), so nothing a source said is lost.
+
+Malformed is also the answer for everything hostile a source can send that a store could not
+hold: nesting too deep to parse, NaN/Infinity, lone surrogates, integers beyond 8 bytes,
+keys MongoDB refuses (NUL, a leading `$`, a `.`), times outside what BSON and DATETIME hold,
+and a `seq` the source could not have sent. These checks run here, once, before any store
+is written in any mode, so every mode dead-letters the same messages.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from lazyshift.core import document
+from lazyshift.core import mapping
 from lazyshift.core.document import Document, InvalidDocument, canonical_decimal, utc_ms
 
 LB_TO_KG = 0.45359237
 # ISO 4217 "no currency": the legacy feed's price has no currency, and inventing one would
 # be a lie the reverse mapping could not undo.
 NO_CURRENCY = "XXX"
-_SEQ_PREFIX = re.compile(rb'^\s*\{\s*"seq"\s*:\s*(\d{1,19})')
+_SEQ_PREFIX = re.compile(rb'^\s*\{\s*"seq"\s*:\s*(\d{1,19})(?![\d.eE])')
+# The source is JavaScript: a seq it can send is an exact double (and fits MySQL's BIGINT).
+MAX_SEQ = 2**53
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what BSON (and a BIGINT rev) holds
+# Containers in one message; MariaDB's JSON keeps 31 levels under `extra`, and a deeper
+# message would only be refused later (or blow Python's recursion limit on the way).
+MAX_NESTING = 30
 
 
 class Malformed(ValueError):
@@ -36,7 +49,15 @@ class Malformed(ValueError):
 def recover_seq(raw: bytes) -> int | None:
     """The seq of a frame that may not parse: the source always writes it first."""
     m = _SEQ_PREFIX.match(raw[:64])
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    seq = int(m.group(1))
+    # Never move the offset to a seq the source could not have sent: it would wedge there.
+    return seq if seq <= MAX_SEQ else None
+
+
+def _no_constant(name: str) -> None:
+    raise Malformed("non-finite", f"{name} is not a JSON number (MongoDB and MySQL refuse it)")
 
 
 def parse_message(raw: bytes) -> dict[str, Any]:
@@ -45,12 +66,87 @@ def parse_message(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise Malformed("bad-encoding", f"payload is not UTF-8 ({exc.reason})") from exc
     try:
-        msg = json.loads(text)
+        msg = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise Malformed("bad-json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise Malformed("too-deep", "JSON nested too deeply to parse") from exc
+    except Malformed:
+        raise
+    except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit limit
+        raise Malformed("bad-json", str(exc)[:200]) from exc
     if not isinstance(msg, dict):
         raise Malformed("wrong-type", f"message is a JSON {type(msg).__name__}, not an object")
+    check_storable(msg)
     return msg
+
+
+def _key_problem(key: Any) -> str | None:
+    if not isinstance(key, str):
+        return "is not a string"
+    if "\x00" in key:
+        return "contains NUL"
+    if key.startswith("$"):
+        return "starts with '$'"
+    if "." in key:
+        return "contains '.'"
+    return _surrogate(key)
+
+
+def _surrogate(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"has a lone surrogate U+{ord(text[exc.start]):04X}"
+    return None
+
+
+def _value_problem(value: Any) -> tuple[str, str] | None:
+    """(category, reason) if MongoDB or MySQL could not hold this scalar exactly."""
+    if isinstance(value, str):
+        problem = _surrogate(value)
+        return ("bad-string", f"string {problem}") if problem else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return "int-overflow", f"integer {str(value)[:40]} does not fit in 8 bytes"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "non-finite", f"number {value!r} is not finite (MongoDB and MySQL refuse it)"
+    return None
+
+
+def check_storable(msg: dict[str, Any]) -> None:
+    """Raise Malformed for anything in a parsed message no store could hold (see the module
+    docstring). Iterative, so a deep message cannot exhaust the stack."""
+    stack: list[tuple[str, Any, int]] = [("", msg, 1)]
+    while stack:
+        path, node, depth = stack.pop()
+        if isinstance(node, dict | list) and depth > MAX_NESTING:
+            raise Malformed("too-deep", f"{path or 'message'}: nested deeper than {MAX_NESTING}")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                problem = _key_problem(key)
+                where = f"{path}.{printable(key)}" if path else printable(key)
+                if problem:
+                    raise Malformed("bad-key", f"key {where!r} {problem}: MongoDB refuses it")
+                stack.append((where, value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((f"{path}.{i}", v, depth + 1) for i, v in enumerate(node))
+        else:
+            bad = _value_problem(node)
+            if bad:
+                raise Malformed(bad[0], f"{path}: {bad[1]}")
+
+
+def printable(text: Any) -> str:
+    """`text` safe to put in a reason (which is itself stored): no NUL, no lone surrogate."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
+
+
+def _check_seq(name: str, value: int, high: int) -> int:
+    if not 0 <= value <= high:
+        raise Malformed("bad-seq", f"{name} {value} is outside 0..{high}")
+    return value
 
 
 # -- typed field access -----------------------------------------------------------------------
@@ -107,9 +203,12 @@ class _Obj:
         return [] if value is None else value
 
     def unknown(self, into: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
+        # The path is joined with '/', not '.': MongoDB refuses a '.' in a stored key (and a
+        # source key with a '.' was already refused by check_storable).
+        prefix = self.path.replace(".", "/") + "/" if self.path else ""
         for key, value in self.data.items():
             if key not in self.seen and key not in skip:
-                into[self._where(key)] = value
+                into[prefix + key] = value
 
 
 def _names(types: tuple[type, ...]) -> str:
@@ -150,7 +249,15 @@ def _iso(text: str, where: str) -> datetime:
         raise Malformed("wrong-type", f"{where}: {text!r} is not an ISO 8601 time") from exc
     if dt.tzinfo is None:
         raise Malformed("wrong-type", f"{where}: {text!r} has no UTC offset")
-    return utc_ms(dt)
+    return _utc(dt, text, where)
+
+
+def _utc(dt: datetime, text: Any, where: str) -> datetime:
+    # Year 1 with a positive offset, or 9999 with a negative one, has no UTC datetime.
+    try:
+        return utc_ms(dt)
+    except OverflowError as exc:
+        raise Malformed("bad-date", f"{where}: {text!r} is outside years 1-9999 in UTC") from exc
 
 
 def _epoch(value: int | float, where: str) -> datetime:
@@ -174,7 +281,7 @@ def parse_js_date(text: str, where: str = "creationDate") -> datetime:
         dt = datetime.strptime(f"{m.group(1)} {m.group(2)}", "%b %d %Y %H:%M:%S %z")
     except ValueError as exc:
         raise Malformed("wrong-type", f"{where}: {text!r}: {exc}") from exc
-    return utc_ms(dt)
+    return _utc(dt, text, where)
 
 
 def _address(street, city, postal_code, country, lat, lon) -> dict[str, Any]:
@@ -214,8 +321,8 @@ def _base(source: str, native_id: str, msg: _Obj) -> Document:
         "events": [],
         "price": None,
         "cost": None,
-        "source_seq": msg.int("seq"),
-        "source_rev": msg.int("rev"),
+        "source_seq": _check_seq("seq", msg.int("seq"), MAX_SEQ),
+        "source_rev": _check_seq("rev", msg.int("rev"), INT64_MAX),
         "extra": {},
     }
 
@@ -544,7 +651,9 @@ def normalise_message(msg: dict[str, Any]) -> Document:
         )
     doc = NORMALISERS[source](obj)
     try:
-        document.validate({**doc, "version": 1})
+        # The schema and everything MySQL must hold exactly (times before year 1000, ...):
+        # checked here so every mode refuses the same messages.
+        mapping.check({**doc, "version": 1})
     except InvalidDocument as exc:
         raise Malformed("invalid-document", exc.reason) from exc
     return doc

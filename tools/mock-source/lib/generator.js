@@ -6,6 +6,8 @@ import { FIRST_NAMES, LAST_NAMES, CITIES, PRODUCTS, EVENT_NOTES, EMAIL_DOMAINS }
 
 export const SOURCES = ['legacy', 'acme', 'swiftpost', 'nordfreight'];
 export const MALFORMED_KINDS = ['bad-json', 'missing-key', 'wrong-type', 'oversized'];
+// Input a store cannot hold (issue 9): each must be dead-lettered by the client, never stop it.
+export const HOSTILE_KINDS = ['deep-json', 'bad-date', 'big-int', 'bad-key', 'dotted-nested', 'non-finite', 'lone-surrogate', 'huge-seq'];
 export const NATIVE_ID_FIELD = { legacy: 'id', acme: 'trackingNumber', swiftpost: 'tracking_no', nordfreight: 'ConsignmentId' };
 
 export const GENERATOR_DEFAULTS = Object.freeze({
@@ -15,6 +17,7 @@ export const GENERATOR_DEFAULTS = Object.freeze({
   updateFraction: 0.5,
   replayFraction: 0.02,
   malformedFraction: 0.02,
+  hostileFraction: 0,
 });
 
 const BASE_MS = Date.UTC(2026, 0, 5, 8, 0, 0); // simulated clock start (not wall time: determinism)
@@ -220,6 +223,48 @@ export function payloadOf(rec) {
   return `${rec.text.slice(0, -1)},"padding":"${'x'.repeat(rec.pad)}"}`;
 }
 
+const DATE_FIELD = { legacy: 'creationDate', acme: 'createdAt', swiftpost: 'created_ts', nordfreight: 'Created' };
+const BAD_DATES = {
+  legacy: ['Fri Dec 31 9999 23:30:00 GMT-0100 (Hostile Time)', 'Mon Jan 01 0001 00:30:00 GMT+0100 (Hostile Time)'],
+  acme: ['0001-01-01T00:30:00+01:00', '9999-12-31T23:30:00-01:00', '0001-01-01T00:00:00.000Z'],
+  swiftpost: [1e15, -1e15],
+  nordfreight: ['9999-12-31T23:30:00-01:00', '0001-01-01T00:30:00+01:00'],
+};
+
+/** A valid message's text turned into one hostile `kind`; every kind keeps the seq prefix
+ * readable except huge-seq, whose seq is the hostility. */
+function hostileText(kind, text, h, source, r) {
+  const rest = text.slice(h.length); // the body after the {"seq":..,"source":..,"rev":.., prefix
+  const withField = (field) => `${h}${field},${rest}`;
+  switch (kind) {
+    case 'deep-json': {
+      const n = r.int(2000, 20000);
+      return withField(`"deep":${'['.repeat(n)}${']'.repeat(n)}`);
+    }
+    case 'bad-date': {
+      const b = JSON.parse(text);
+      b[DATE_FIELD[source]] = r.pick(BAD_DATES[source]);
+      return JSON.stringify(b);
+    }
+    case 'big-int':
+      return withField(`"hostileInt":${r.pick(['9223372036854775808', '-9223372036854775809', '123456789012345678901234567890'])}`);
+    case 'bad-key':
+      return withField(`${JSON.stringify(r.pick(['a\u0000b', '$where', 'a.b']))}:1`);
+    case 'dotted-nested':
+      return withField('"hostileMeta":{"ok":1,"version.major":2}');
+    case 'non-finite':
+      return withField(`"hostileNum":${r.pick(['NaN', 'Infinity', '-Infinity', '1e400'])}`);
+    case 'lone-surrogate':
+      return withField(`"hostileNote":${r.pick(['"\\ud800"', '"x\\udfffy"'])}`);
+    case 'huge-seq': {
+      const seq = r.pick(['9007199254740993', '9223372036854775808', '18446744073709551617']);
+      return `{"seq":${seq}${text.slice(text.indexOf(','))}`;
+    }
+    default:
+      throw new Error(`unknown hostile kind ${kind}`);
+  }
+}
+
 const head = (seq, source, rev) => `{"seq":${seq},"source":${JSON.stringify(source)},"rev":${rev},`;
 
 // ---------------------------------------------------------------- the generator
@@ -237,6 +282,9 @@ export class Generator {
     this.active = [];
     this.recent = [];
     this.recentPos = 0;
+    // Its own stream: a log without hostile messages is byte-identical to one made before
+    // the flag existed, and the hostile picks depend on the seed alone.
+    this.hostileRng = new Rng((this.o.seed ^ 0x5bd1e995) >>> 0);
   }
 
   next() {
@@ -290,6 +338,11 @@ export class Generator {
         r.pick(WRONG_TYPE[sh.source])(b);
       }
       rec.text = h + JSON.stringify(b).slice(1);
+    }
+    if (malformed === null && this.o.hostileFraction > 0 && this.hostileRng.chance(this.o.hostileFraction)) {
+      const kind = this.hostileRng.pick(HOSTILE_KINDS);
+      rec.malformed = `hostile:${kind}`;
+      rec.text = hostileText(kind, rec.text, h, sh.source, this.hostileRng);
     }
     return rec;
   }

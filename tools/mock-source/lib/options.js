@@ -18,12 +18,15 @@ Generation flags (serve and dump):
   --update-fraction F        share of messages updating an open shipment (default ${GENERATOR_DEFAULTS.updateFraction})
   --replay-fraction F        share re-emitting an older snapshot with a new seq (default ${GENERATOR_DEFAULTS.replayFraction})
   --malformed-fraction F     share of malformed messages (default ${GENERATOR_DEFAULTS.malformedFraction})
+  --hostile-fraction F       share of messages no store can hold: deep nesting, dates beyond years
+                             1..9999, >8-byte ints, NUL/$/. keys, NaN/Infinity, lone surrogates,
+                             seq above 2^53 (default ${GENERATOR_DEFAULTS.hostileFraction}; picks depend on --seed)
 
 serve flags:
   --host H                   listen address (default 127.0.0.1)
   --port P                   TCP port, 0 = OS-assigned (default 8282)
   --rate R                   messages/s of the global log, 0 = as fast as possible (default ${SERVER_DEFAULTS.rate})
-  --hello-timeout-ms MS      wait this long for the subscribe frame (default ${SERVER_DEFAULTS.helloTimeoutMs})
+  --hello-timeout-ms MS      close a connection with no subscribe frame after MS (default ${SERVER_DEFAULTS.helloTimeoutMs})
   --cache N                  newest messages kept in memory (default ${SERVER_DEFAULTS.cacheSize})
 
 dump flags:
@@ -40,6 +43,7 @@ const SPEC = {
   'update-fraction': { type: 'string' },
   'replay-fraction': { type: 'string' },
   'malformed-fraction': { type: 'string' },
+  'hostile-fraction': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },
   rate: { type: 'string' },
@@ -96,6 +100,7 @@ export function parseCli(argv) {
     updateFraction: num(values, 'update-fraction', GENERATOR_DEFAULTS.updateFraction, 0, 1),
     replayFraction: num(values, 'replay-fraction', GENERATOR_DEFAULTS.replayFraction, 0, 1),
     malformedFraction: num(values, 'malformed-fraction', GENERATOR_DEFAULTS.malformedFraction, 0, 1),
+    hostileFraction: num(values, 'hostile-fraction', GENERATOR_DEFAULTS.hostileFraction, 0, 1),
   };
   const serve = {
     host: values.host ?? '127.0.0.1',

@@ -6,7 +6,9 @@ import { FrameDecoder, FramingError, encodeFrame } from './framing.js';
 import { SharedLog, DEFAULT_CACHE } from './log.js';
 import { payloadOf } from './generator.js';
 
-export const SERVER_DEFAULTS = Object.freeze({ rate: 0, helloTimeoutMs: 300, cacheSize: DEFAULT_CACHE });
+// A connection that has not subscribed by then is closed with an error (never streamed from
+// seq 0: a late subscribe frame on a busy machine must not be mistaken for "no subscribe").
+export const SERVER_DEFAULTS = Object.freeze({ rate: 0, helloTimeoutMs: 10000, cacheSize: DEFAULT_CACHE });
 const MAX_HELLO_BYTES = 64 * 1024; // clients only ever send one small subscribe frame
 const YIELD_EVERY = 4096; // filtered-out messages processed before yielding to the event loop
 
@@ -23,19 +25,24 @@ export function parseSubscribe(text) {
   const fromSeq = int(m.from_seq, 0);
   const partition = int(m.partition, 0);
   const partitions = int(m.partitions, 1);
+  const exclusive = m.exclusive === true;
   if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) throw new Error('from_seq must be an integer >= 0');
   if (!Number.isSafeInteger(partitions) || partitions < 1) throw new Error('partitions must be an integer >= 1');
   if (!Number.isSafeInteger(partition) || partition < 0 || partition >= partitions) {
     throw new Error('partition must be an integer in [0, partitions)');
   }
-  return { fromSeq, partition, partitions };
+  return { fromSeq, partition, partitions, exclusive };
 }
+
+/** Two partitionings overlap unless they are different partitions of the same count. */
+const overlaps = (a, b) => a.partitions !== b.partitions || a.partition === b.partition;
 
 class Subscription {
   constructor(socket) {
     this.socket = socket;
     this.closed = false;
     this.state = 'hello'; // hello -> streaming -> ended (all data sent, connection kept open)
+    this.sel = null; // the subscription, once acknowledged
     this.sent = 0;
     this.lastSeq = 0;
     this.waiting = null; // null | 'rate' | 'drain' | 'yield'
@@ -109,6 +116,14 @@ export class MockServer {
     });
   }
 
+  /** The live exclusive consumer whose partition overlaps `sel`, if any. */
+  #owner(sel) {
+    for (const s of this.subs) {
+      if (!s.closed && s.sel?.exclusive && overlaps(s.sel, sel)) return s;
+    }
+    return null;
+  }
+
   stats() {
     return [...this.subs].map((s) => ({
       state: s.state, sent: s.sent, lastSeq: s.lastSeq, waiting: s.waiting, writableLength: s.socket.writableLength,
@@ -124,7 +139,18 @@ export class MockServer {
     const start = (sel) => {
       if (sub.state !== 'hello' || sub.closed) return;
       clearTimeout(helloTimer);
+      const owner = sel.exclusive ? this.#owner(sel) : null;
+      if (owner) {
+        const o = owner.sel;
+        return reject(`partition ${sel.partition}/${sel.partitions} already has a consumer (${o.partition}/${o.partitions} `
+          + `from ${owner.socket.remoteAddress}:${owner.socket.remotePort}); stop it first`);
+      }
+      sub.sel = sel;
       sub.state = 'streaming';
+      // The acknowledgement comes first: the client checks it before it trusts any data frame.
+      socket.write(encodeFrame(JSON.stringify({
+        type: 'subscribed', from_seq: sel.fromSeq, partition: sel.partition, partitions: sel.partitions, exclusive: sel.exclusive,
+      })));
       this.#pump(sub, sel).catch((err) => {
         process.stderr.write(`mock-source: stream error: ${err.stack || err}\n`);
         socket.destroy();
@@ -136,8 +162,7 @@ export class MockServer {
       socket.end(encodeFrame(JSON.stringify({ type: 'error', message: reason })));
     };
 
-    // No subscribe frame within the timeout => stream everything from the start.
-    const helloTimer = setTimeout(() => start({ fromSeq: 0, partition: 0, partitions: 1 }), this.opts.helloTimeoutMs);
+    const helloTimer = setTimeout(() => reject(`no subscribe frame within ${this.opts.helloTimeoutMs} ms`), this.opts.helloTimeoutMs);
 
     socket.on('data', (chunk) => {
       if (sub.state !== 'hello') return; // anything after the subscribe frame is ignored

@@ -55,26 +55,49 @@ test('serve payloads are byte-identical to dump payloads (incl. partitions)', as
   const flags = ['--count', '400', '--seed', '77', '--malformed-fraction', '0.05'];
   const lines = run('dump', ...flags).stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
   const { child, port } = await serve(...flags);
-  const full = await collect(port);
-  assert.deepEqual(full.frames.slice(0, -1), lines.map((l) => l.payload));
-  const p = await collect(port, { subscribe: { partition: 2, partitions: 3 } });
-  assert.deepEqual(p.frames.slice(0, -1), lines.filter((l) => l.partition_hash % 3 === 2).map((l) => l.payload));
-  child.kill('SIGTERM');
-  const [code] = await once(child, 'exit');
-  assert.equal(code, 0);
+  try {
+    const full = await collect(port);
+    assert.deepEqual(full.frames.slice(0, -1), lines.map((l) => l.payload));
+    const p = await collect(port, { subscribe: { partition: 2, partitions: 3 } });
+    assert.deepEqual(p.frames.slice(0, -1), lines.filter((l) => l.partition_hash % 3 === 2).map((l) => l.payload));
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+  } finally {
+    child.kill('SIGKILL'); // a failed assertion must not leave the server running
+  }
+});
+
+test('--hostile-fraction: every hostile kind, deterministic with the seed, other messages untouched', () => {
+  const flags = ['dump', '--count', '600', '--seed', '9'];
+  const plain = run(...flags).stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+  const a = run(...flags, '--hostile-fraction', '0.2');
+  assert.equal(a.status, 0, a.stderr);
+  assert.equal(a.stdout, run(...flags, '--hostile-fraction', '0.2').stdout);
+  const lines = a.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+  const kinds = new Set(lines.filter((l) => l.malformed?.startsWith('hostile:')).map((l) => l.malformed));
+  assert.equal(kinds.size, 8, [...kinds].join(','));
+  lines.forEach((l, i) => {
+    if (!l.malformed?.startsWith('hostile:')) assert.deepEqual(l, plain[i]);
+  });
+  assert.equal(run(...flags, '--hostile-fraction', '1.5').status, 2);
 });
 
 test('SIGTERM after a client disconnected mid-stream: process exits 0 by itself (nothing leaked)', async () => {
   const { child, port } = await serve('--count', '0', '--rate', '500');
-  const { frames } = await collect(port, { until: (f) => f.length >= 10 });
-  assert.equal(seqOf(frames[9]), 10);
-  // also one connected client that is mid-stream when the signal arrives
-  const live = collect(port, { until: () => false }).catch((e) => e);
-  await new Promise((r) => setTimeout(r, 100));
-  const t = Date.now();
-  child.kill('SIGTERM');
-  const [code] = await once(child, 'exit');
-  assert.equal(code, 0);
-  assert.ok(Date.now() - t < 3000);
-  assert.match(String(await live), /closed early/);
+  try {
+    const { frames } = await collect(port, { until: (f) => f.length >= 10 });
+    assert.equal(seqOf(frames[9]), 10);
+    // also one connected client that is mid-stream when the signal arrives
+    const live = collect(port, { until: () => false }).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    const t = Date.now();
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    assert.ok(Date.now() - t < 3000);
+    assert.match(String(await live), /closed early/);
+  } finally {
+    child.kill('SIGKILL');
+  }
 });

@@ -3,15 +3,31 @@ import { once } from 'node:events';
 import { FrameDecoder, encodeFrame } from '../lib/framing.js';
 import { MockServer } from '../lib/server.js';
 
+/** A server on a free port; use it inside withServer (or close it in `finally`). */
 export async function startServer(opts = {}) {
-  const server = new MockServer({ helloTimeoutMs: 100, ...opts });
+  const server = new MockServer(opts);
   const addr = await server.listen(0, '127.0.0.1');
   return { server, port: addr.port };
 }
 
+/** Run `fn({server, port})` and close the server whatever happens, so a failing test never
+ * leaves a listener open and `npm test` always exits. */
+export async function withServer(opts, fn) {
+  const s = await startServer(opts);
+  try {
+    return await fn(s);
+  } finally {
+    await s.server.close();
+  }
+}
+
+/** The subscription acknowledgement every subscribe gets before any data frame. */
+export const isAck = (frame) => frame.startsWith('{"type":"subscribed"');
+
 /**
  * Minimal client: connects, optionally subscribes, collects frames (and raw bytes) until
- * `until(frames)` is true or the end control frame arrives. Resolves {frames, raw, socket}.
+ * `until(frames)` is true or the end control frame arrives. Resolves {frames, raw, socket, ack}:
+ * the acknowledgement is checked to come first and is not among `frames`; `raw` has it too.
  */
 export function collect(port, { subscribe = {}, hello = true, until = null, keepOpen = false } = {}) {
   return new Promise((resolve, reject) => {
@@ -19,12 +35,13 @@ export function collect(port, { subscribe = {}, hello = true, until = null, keep
     const decoder = new FrameDecoder();
     const frames = [];
     const raw = [];
+    let ack = null;
     let done = false;
     const finish = () => {
       if (done) return;
       done = true;
       if (!keepOpen) socket.destroy();
-      resolve({ frames, raw: Buffer.concat(raw), socket });
+      resolve({ frames, raw: Buffer.concat(raw), socket, ack });
     };
     socket.on('connect', () => {
       if (hello) socket.write(encodeFrame(JSON.stringify({ type: 'subscribe', ...subscribe })));
@@ -33,6 +50,15 @@ export function collect(port, { subscribe = {}, hello = true, until = null, keep
       if (done) return;
       raw.push(chunk);
       for (const f of decoder.push(chunk)) {
+        if (ack === null && hello) {
+          if (!isAck(f)) {
+            done = true;
+            socket.destroy();
+            return reject(new Error(`first frame is not the acknowledgement: ${f.slice(0, 200)}`));
+          }
+          ack = JSON.parse(f);
+          continue;
+        }
         frames.push(f);
         if (f.startsWith('{"type":"end"') || (until && until(frames))) return finish();
       }
