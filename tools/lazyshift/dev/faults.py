@@ -142,6 +142,10 @@ class Nemesis:
         self._thread.start()
         return self
 
+    def finish(self) -> None:
+        """Returns once every planned fault has been injected and healed."""
+        self._thread.join()
+
     def stop(self) -> None:
         """No new fault from now on; returns once the one in progress is healed."""
         self._stop.set()
