@@ -7,7 +7,7 @@ from lazyshift.dev.faults import FAULT_KINDS, plan
 CLIENTS = ["faults-client-0", "faults-client-1"]
 
 
-def schedule(seed: int, window_s: float = 45.0):
+def schedule(seed: int, window_s: float = 90.0):
     return plan(seed, window_s=window_s, clients=CLIENTS, ladder_steps=7)
 
 

@@ -15,7 +15,7 @@ from lazyshift.dev.faults import FAULT_KINDS
 # A seed whose schedule injects every kind of fault within the window (unit-tested below the
 # nemesis: tests/unit/test_fault_schedule.py).
 SEED = 9
-COUNT = 1200
+COUNT = 2400
 
 
 @pytest.mark.slow
@@ -24,8 +24,8 @@ def test_a_fixed_fault_schedule_leaves_a_clean_history(settings, stack, tmp_path
     opts = FaultRunOptions(
         seed=SEED,
         count=COUNT,
-        rate=40.0,
-        window_s=45.0,
+        rate=25.0,  # the stream flows until about the last flip
+        window_s=90.0,
         report_dir=tmp_path / "reports",
         wipe=False,  # the fixture's databases are fresh
     )

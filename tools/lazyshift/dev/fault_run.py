@@ -144,8 +144,15 @@ def build_log(messages: list[dict[str, Any]], partitions: int) -> checker.Source
 
 
 # -- commands, run as an operator (or Jenkins) would ------------------------------------------
-def _cli(run: _Run, args: list[str], kill_after_s: float | None, fault: str) -> tuple[int, str]:
-    """Run `lazyshift ARGS`; SIGKILL its process group after `kill_after_s` if still running."""
+def _cli(
+    run: _Run,
+    args: list[str],
+    kill_after_s: float | None = None,
+    fault: str = "",
+    kill_when: Callable[[], bool] | None = None,
+) -> tuple[int, str]:
+    """Run `lazyshift ARGS`. With `kill_after_s`: once `kill_when()` holds (the command is
+    where the fault hurts: draining, mid-copy), SIGKILL its process group that much later."""
     proc = subprocess.Popen(
         [str(LAZYSHIFT), "--json", *args],
         stdout=subprocess.PIPE,
@@ -154,7 +161,7 @@ def _cli(run: _Run, args: list[str], kill_after_s: float | None, fault: str) -> 
         env=cli_env(run.settings),
         start_new_session=True,  # the backfill's workers die with it
     )
-    if kill_after_s is not None:
+    if kill_after_s is not None and _wait_for(proc, kill_when or (lambda: True)):
         try:
             proc.wait(timeout=kill_after_s)
         except subprocess.TimeoutExpired:
@@ -173,16 +180,51 @@ def _cli(run: _Run, args: list[str], kill_after_s: float | None, fault: str) -> 
     return proc.returncode, (out.strip() + "\n" + err.strip()).strip()
 
 
+def _wait_for(proc: subprocess.Popen[str], condition: Callable[[], bool]) -> bool:
+    """Poll `condition` while `proc` runs; False if it ended first."""
+    while proc.poll() is None:
+        with contextlib.suppress(Exception):  # MySQL may be down: try again
+            if condition():
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def _sql(settings: Settings, fn: Callable[[Any], Any]) -> Any:
+    conn = my.connect(settings.mysql, autocommit=True, connect_timeout=2)
+    try:
+        return fn(conn.cursor())
+    finally:
+        conn.close()
+
+
+def _draining_now(settings: Settings) -> Callable[[], bool]:
+    return lambda: not _sql(settings, store.read_control).stable
+
+
+def _backfill_copying(settings: Settings) -> Callable[[], bool]:
+    def copying(cur: Any) -> bool:
+        progress = store.backfill_progress(cur)
+        return bool(progress.get("d")) and not progress.get("finished")
+
+    return lambda: bool(_sql(settings, copying))
+
+
 def _short(text: str, n: int = 300) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return " | ".join(lines[-4:])[-n:]
 
 
 def _draining(run: _Run) -> bool:
-    rc, out = _cli(run, ["mode", "show"], None, "")
-    with contextlib.suppress(ValueError, IndexError):
-        return json.loads(out.splitlines()[0]).get("state") != "stable"
+    with contextlib.suppress(Exception):
+        return not _sql(run.settings, store.read_control).stable
     return False
+
+
+def _paused_s(out: str) -> float:
+    with contextlib.suppress(ValueError, AttributeError):
+        return float(json.JSONDecoder().raw_decode(out)[0].get("paused_s", 0.0))
+    return 0.0
 
 
 def transition(run: _Run, index: int, command: str, target: str) -> None:
@@ -194,10 +236,9 @@ def transition(run: _Run, index: int, command: str, target: str) -> None:
         args = ["rollback"] if command == "rollback" and attempt == 1 else ["mode", "set", target]
         kill = run.schedule.mode_set_kills.get(index) if attempt == 1 else None
         run.history.add("mode", phase="start", target=target, command=" ".join(args))
-        rc, out = _cli(run, args, kill, "mode-set-kill")
+        rc, out = _cli(run, args, kill, "mode-set-kill", _draining_now(run.settings))
         if rc == 0:
-            with contextlib.suppress(ValueError, IndexError):
-                run.pauses.append(float(json.loads(out.splitlines()[0]).get("paused_s", 0)))
+            run.pauses.append(_paused_s(out))
             run.history.add("mode", phase="ok", target=target, command=" ".join(args))
             run.steps.append(
                 StepRecord(f"{' '.join(args)}", True, time.monotonic() - started, attempt)
@@ -208,7 +249,7 @@ def transition(run: _Run, index: int, command: str, target: str) -> None:
         if rc != -signal.SIGKILL:
             run.problems.append(f"`{' '.join(args)}` attempt {attempt} exit {rc}: {_short(out)}")
         if _draining(run):
-            _cli(run, ["mode", "abort"], None, "")
+            _cli(run, ["mode", "abort"])
         if time.monotonic() - started > STEP_DEADLINE_S:
             run.steps.append(StepRecord(f"mode set {target}", False, STEP_DEADLINE_S, attempt))
             raise StepFailed(f"mode set {target} did not succeed in {STEP_DEADLINE_S:.0f}s")
@@ -222,7 +263,7 @@ def command_step(run: _Run, name: str, args: list[str], ok_codes: tuple[int, ...
         attempt += 1
         kill = run.schedule.backfill_kill_after_s if name == "backfill" and attempt == 1 else None
         run.history.add("step", phase="start", step=name)
-        rc, out = _cli(run, args, kill, "backfill-kill")
+        rc, out = _cli(run, args, kill, "backfill-kill", _backfill_copying(run.settings))
         run.history.add("step", phase="end", step=name, rc=rc)
         if rc in ok_codes:
             run.steps.append(StepRecord(name, rc == 0, time.monotonic() - started, attempt))
@@ -257,7 +298,7 @@ def _walk(run: _Run, nemesis: faults.Nemesis) -> tuple[bool, str]:
     time.sleep(dwell[len(WALK)])
     backfill = ["backfill", "run", "--workers", "1", "--partitions", "2"]
     command_step(
-        run, "backfill", [*backfill, "--batch-size", "200", "--lease-seconds", "10"], (0, 1)
+        run, "backfill", [*backfill, "--batch-size", "50", "--lease-seconds", "10"], (0, 1)
     )
     nemesis.finish()  # the whole schedule, whatever the ladder's pace: same seed, same faults
     assert run.cluster is not None

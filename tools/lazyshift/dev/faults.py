@@ -40,7 +40,7 @@ class PlannedFault:
 class Schedule:
     seed: int
     faults: list[PlannedFault]
-    # Ladder step index -> seconds after `mode set` starts when it is killed with SIGKILL.
+    # Ladder step index -> seconds after its drain began when `mode set` gets SIGKILL.
     mode_set_kills: dict[int, float] = field(default_factory=dict)
     backfill_kill_after_s: float | None = None
     dwell_s: list[float] = field(default_factory=list)  # wait before each ladder step
@@ -77,15 +77,15 @@ def plan(
         t += duration + rng.uniform(*gap_s)
     # About one `mode set` in three is killed, at least one of them.
     kills = {
-        i: round(rng.uniform(0.05, 1.5), 2) for i in range(ladder_steps) if rng.random() < 0.35
+        i: round(rng.uniform(0.0, 0.3), 2) for i in range(ladder_steps) if rng.random() < 0.35
     }
     if not kills and ladder_steps:
-        kills[rng.randrange(ladder_steps)] = round(rng.uniform(0.05, 1.5), 2)
+        kills[rng.randrange(ladder_steps)] = round(rng.uniform(0.0, 0.3), 2)
     return Schedule(
         seed=seed,
         faults=faults,
         mode_set_kills=kills,
-        backfill_kill_after_s=round(rng.uniform(0.5, 3.0), 2),
+        backfill_kill_after_s=round(rng.uniform(0.0, 1.0), 2),  # after its first batch
         dwell_s=[round(rng.uniform(*dwell_s), 2) for _ in range(ladder_steps)],
     )
 

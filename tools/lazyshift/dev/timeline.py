@@ -51,6 +51,7 @@ def draw(events: list[dict[str, Any]], path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     samples = [e for e in events if e["type"] == "sample"]
     reads = [e for e in events if e["type"] == "read"]
@@ -70,14 +71,12 @@ def draw(events: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax3.set_ylabel("reads")
     ax3.legend(loc="upper right", fontsize=7)
     ax3.set_xlabel("seconds since the run began")
-    seen: set[str] = set()
+    seen: dict[str, Any] = {}
     for kind, target, a, b in _spans(events):
         colour = FAULT_COLOURS.get(kind, "black")
         for ax in (ax1, ax2, ax3):
             ax.axvspan(a, max(b, a + 0.2), color=colour, alpha=0.18, lw=0)
-        if kind not in seen:
-            ax1.axvspan(0, 0, color=colour, alpha=0.4, label=kind)
-            seen.add(kind)
+        seen.setdefault(kind, Patch(color=colour, alpha=0.4, label=kind))
         ax1.annotate(target, (a, 0), fontsize=6, rotation=90, va="bottom", color=colour)
     for e in events:
         if e["type"] == "mode" and e["phase"] == "ok":
@@ -85,7 +84,7 @@ def draw(events: list[dict[str, Any]], path: Path, title: str) -> Path:
                 ax.axvline(e["t"], color="black", lw=0.8, ls="--")
             ax2.annotate(e["target"], (e["t"], 0), fontsize=7, rotation=90, va="bottom")
     if seen:
-        ax1.legend(loc="upper right", fontsize=7, ncol=4)
+        ax1.legend(handles=list(seen.values()), loc="upper right", fontsize=7, ncol=4)
     ax1.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
