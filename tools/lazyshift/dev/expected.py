@@ -22,6 +22,7 @@ GENERATION_FLAGS = (
     "--update-fraction",
     "--replay-fraction",
     "--malformed-fraction",
+    "--hostile-fraction",
 )
 
 
