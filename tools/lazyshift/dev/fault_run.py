@@ -61,6 +61,9 @@ WALK = [
 ]
 FINAL = ("mode", "mysql")
 STEP_DEADLINE_S = 240.0
+# A refusal (exit 1) can be the moment (a client that has not acknowledged yet); three in a
+# row are the ladder saying no, which is a finding, not something to wait out.
+MAX_REFUSALS = 3
 CATCH_UP_S = 300.0
 COMMAND_TIMEOUT_S = 600.0
 
@@ -101,6 +104,8 @@ class _Run:
     pauses: list[float] = field(default_factory=list)
     cluster: Cluster | None = None
     poller: AckPoller | None = None
+    verify_clean: bool = False
+    verify_detail: str = "not run"
 
 
 class StepFailed(RuntimeError):
@@ -227,8 +232,17 @@ def _paused_s(out: str) -> float:
     return 0.0
 
 
+def _reason(out: str) -> str:
+    """The `error` of a command's JSON output, else the tail of what it printed."""
+    with contextlib.suppress(ValueError, AttributeError):
+        error = json.JSONDecoder().raw_decode(out)[0].get("error")
+        if error:
+            return str(error)[:300]
+    return _short(out)
+
+
 def transition(run: _Run, index: int, command: str, target: str) -> None:
-    started, attempt = time.monotonic(), 0
+    started, attempt, refusals = time.monotonic(), 0, 0
     while True:
         attempt += 1
         # A retry never repeats `rollback`: if the killed one had committed, it would go
@@ -245,14 +259,15 @@ def transition(run: _Run, index: int, command: str, target: str) -> None:
             )
             run.note(f"{target}: ok after {attempt} attempt(s)")
             return
-        run.history.add("mode", phase="failed", target=target, detail=_short(out), rc=rc)
+        run.history.add("mode", phase="failed", target=target, detail=_reason(out), rc=rc)
         if rc != -signal.SIGKILL:
-            run.problems.append(f"`{' '.join(args)}` attempt {attempt} exit {rc}: {_short(out)}")
+            run.problems.append(f"`{' '.join(args)}` attempt {attempt} exit {rc}: {_reason(out)}")
         if _draining(run):
             _cli(run, ["mode", "abort"])
-        if time.monotonic() - started > STEP_DEADLINE_S:
+        refusals += rc == 1
+        if refusals >= MAX_REFUSALS or time.monotonic() - started > STEP_DEADLINE_S:
             run.steps.append(StepRecord(f"mode set {target}", False, STEP_DEADLINE_S, attempt))
-            raise StepFailed(f"mode set {target} did not succeed in {STEP_DEADLINE_S:.0f}s")
+            raise StepFailed(f"mode set {target} did not succeed: {_reason(out)}")
         time.sleep(1.0)
 
 
@@ -269,7 +284,7 @@ def command_step(run: _Run, name: str, args: list[str], ok_codes: tuple[int, ...
             run.steps.append(StepRecord(name, rc == 0, time.monotonic() - started, attempt))
             return out
         if rc != -signal.SIGKILL:
-            run.problems.append(f"`{name}` attempt {attempt} exit {rc}: {_short(out)}")
+            run.problems.append(f"`{name}` attempt {attempt} exit {rc}: {_reason(out)}")
         if time.monotonic() - started > STEP_DEADLINE_S:
             run.steps.append(StepRecord(name, False, time.monotonic() - started, attempt))
             raise StepFailed(f"{name} did not succeed in {STEP_DEADLINE_S:.0f}s: {_short(out)}")
@@ -289,8 +304,8 @@ def _wait_caught_up(run: _Run) -> None:
 
 
 # -- the walk --------------------------------------------------------------------------------------
-def _walk(run: _Run, nemesis: faults.Nemesis) -> tuple[bool, str]:
-    """The ladder under faults; returns (verify clean, verify detail)."""
+def _walk(run: _Run, nemesis: faults.Nemesis) -> None:
+    """The ladder under faults (verify's verdict kept in `run`)."""
     dwell = run.schedule.dwell_s
     for i, (command, target) in enumerate(WALK):
         time.sleep(dwell[i])
@@ -306,13 +321,28 @@ def _walk(run: _Run, nemesis: faults.Nemesis) -> tuple[bool, str]:
     _wait_caught_up(run)
     rc, out = 3, ""
     with contextlib.suppress(StepFailed):
-        out = command_step(run, "verify", ["verify", "--full", "--truth", "mysql"], (0, 1))
+        verify = [
+            "verify",
+            "--full",
+            "--truth",
+            "mysql",
+            "--report",
+            str(run.opts.report_dir / "verify.json"),
+        ]
+        out = command_step(run, "verify", verify, (0, 1))
         rc = 0 if run.steps[-1].ok else 1
-    clean, detail = rc == 0, _short(out, 600)
+    run.verify_clean, run.verify_detail = rc == 0, _verify_detail(out) if rc else "clean"
     archive_dir = Path(run.settings.state_dir) / "faults-archive" / f"seed-{run.opts.seed}"
     command_step(run, "archive", ["archive", "--to", str(archive_dir), "--force"], (0,))
     transition(run, len(WALK), *FINAL)
-    return clean, detail
+
+
+def _verify_detail(out: str) -> str:
+    with contextlib.suppress(ValueError, AttributeError):
+        report = json.JSONDecoder().raw_decode(out)[0]
+        if "differences" in report:
+            return f"{report['differences']} difference(s): {report.get('counts')}"[:400]
+    return _reason(out)
 
 
 def _wipe(settings: Settings, stack: DevStack) -> None:
@@ -376,7 +406,7 @@ def run_with_faults(
     }
     readers = None
     nemesis = None
-    verify_clean, verify_detail, aborted = False, "not run", None
+    aborted = None
     started = time.monotonic()
     try:
         source.start()
@@ -392,7 +422,7 @@ def run_with_faults(
         readers = Readers(history, clients, sorted(log.expected_docs), opts.seed).start()
         nemesis = faults.Nemesis(schedule, run.cluster, history).start()
         note(f"seed {opts.seed}: {len(schedule.faults)} faults planned over {opts.window_s:.0f}s")
-        verify_clean, verify_detail = _walk(run, nemesis)
+        _walk(run, nemesis)
         time.sleep(2.0)  # reads in the final mode, too
     except (StepFailed, TimeoutError, RuntimeError, OSError) as exc:
         aborted = f"{type(exc).__name__}: {exc}"
@@ -410,7 +440,7 @@ def run_with_faults(
         exits = {name: c.stop() for name, c in clients.items()}
         source.stop()
         history.close()
-    final, extra = _final_state(settings, verify_clean, verify_detail)
+    final, extra = _final_state(settings, run.verify_clean, run.verify_detail)
     verdict = checker.check(log, history.events, final)
     report = _report(run, log, verdict, final, extra, nemesis, hostile, aborted, exits)
     report["seconds"] = round(time.monotonic() - started, 1)

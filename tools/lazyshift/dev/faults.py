@@ -76,9 +76,7 @@ def plan(
         faults.append(PlannedFault(round(t, 2), kind, target, duration))
         t += duration + rng.uniform(*gap_s)
     # About one `mode set` in three is killed, at least one of them.
-    kills = {
-        i: round(rng.uniform(0.0, 0.3), 2) for i in range(ladder_steps) if rng.random() < 0.35
-    }
+    kills = {i: round(rng.uniform(0.0, 0.3), 2) for i in range(ladder_steps) if rng.random() < 0.35}
     if not kills and ladder_steps:
         kills[rng.randrange(ladder_steps)] = round(rng.uniform(0.0, 0.3), 2)
     return Schedule(
