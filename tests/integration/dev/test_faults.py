@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from helpers import run_cli
 from lazyshift.dev.fault_run import FaultRunOptions, run_with_faults
 from lazyshift.dev.faults import FAULT_KINDS
 
@@ -44,3 +45,13 @@ def test_a_fixed_fault_schedule_leaves_a_clean_history(settings, stack, tmp_path
     assert (tmp_path / "reports" / "timeline.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "reports" / "demo.json").read_text())
     assert saved["seed"] == SEED and saved["schedule"] == report["schedule"]
+
+
+def test_the_fault_demo_says_what_to_do_without_a_stack(tmp_path) -> None:
+    proc = run_cli(
+        "dev", "demo", "--faults", "1", check=False, env={"LAZYSHIFT_STATE_DIR": str(tmp_path)}
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "`lazyshift dev up` first" in proc.stderr and "Traceback" not in proc.stderr
+    bad = run_cli("dev", "demo", "--faults", "seven", check=False)
+    assert bad.returncode == 2 and "--faults" in bad.stderr

@@ -197,6 +197,7 @@ def _print_ladder(results: list[Any]) -> None:
     show_default=True,
     help="With --faults: where the report, history and timeline go.",
 )
+@click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def dev_demo(
     ctx: Ctx,

@@ -354,21 +354,32 @@ def _wipe(settings: Settings, stack: DevStack) -> None:
 
 
 def _final_state(settings: Settings, verify_clean: bool, detail: str) -> tuple[Any, dict]:
+    """MySQL's documents, and the primary store's dead letters (they follow the primary:
+    MySQL's at the end of the ladder, MongoDB's if a run is cut short in mongo or dual)."""
     conn = my.connect(settings.mysql, autocommit=True)
     try:
         cur = conn.cursor()
         docs = {d["key"]: d for d in store.iter_documents(cur)}
         counts = store.dead_letter_seq_counts(cur, "stream")
+        mode = store.read_control(cur).mode
     finally:
         conn.close()
-    extra: dict[str, Any] = {"mongo_only_dead_letters": 0}
-    with contextlib.suppress(Exception):
+    mongo_seqs: list[int] = []
+    with contextlib.suppress(Exception):  # MongoDB may be gone at the end of stage 5
         mongo = MongoStore.open(settings)
-        seqs = {d["source_seq"] for d in mongo.dead_letters.find({}, {"source_seq": 1})}
+        found = mongo.dead_letters.find({"origin": "stream"}, {"source_seq": 1})
+        mongo_seqs = [d["source_seq"] for d in found if d.get("source_seq") is not None]
         mongo.close()
-        extra["mongo_only_dead_letters"] = len({s for s in seqs if s is not None} - set(counts))
     dead = {int(s): n for s, n in counts.items() if s is not None}
-    extra["dead_letters_without_seq"] = counts.get(None, 0)
+    extra = {
+        "final_mode": mode,
+        "dead_letters_without_seq": counts.get(None, 0),
+        "mongo_only_dead_letters": len(set(mongo_seqs) - set(dead)),
+    }
+    if mode in ("mongo", "dual"):
+        dead = {}
+        for seq in mongo_seqs:
+            dead[seq] = dead.get(seq, 0) + 1
     return checker.FinalState(docs, dead, verify_clean, detail), extra
 
 
