@@ -263,13 +263,18 @@ def _windows(events: list[dict[str, Any]]) -> list[tuple[str, str, float, float]
     return out
 
 
-def _modes_during(events: list[dict[str, Any]], a: float, b: float) -> set[str]:
+def _mode_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted((e for e in events if e["type"] == "mode"), key=lambda e: e["t"])
+
+
+def _modes_during(modes: list[dict[str, Any]], a: float, b: float) -> set[str]:
     """The modes that may have been in force at some point between a and b: the one at a,
-    one draining in at a, and every one a transition started or committed meanwhile."""
+    one draining in at a, and every one a transition started or committed meanwhile.
+    `modes`: the history's mode events in time order."""
     current, in_flight = "mongo", None
     at_a: set[str] | None = None
     during: set[str] = set()
-    for e in sorted((e for e in events if e["type"] == "mode"), key=lambda e: e["t"]):
+    for e in modes:
         if e["t"] > b:
             break
         if e["t"] >= a:
@@ -301,11 +306,12 @@ def _excused(r: dict[str, Any], windows: list[tuple[str, str, float, float]], mo
 
 def read_errors(events: list[dict[str, Any]]) -> tuple[list[str], int]:
     windows = _windows(events)
+    mode_events = _mode_events(events)
     errors, excused = [], 0
     for r in _reads(events):
         if r["status"] in (200, 404):
             continue
-        modes = _modes_during(events, r["invoke_t"], r["t"])
+        modes = _modes_during(mode_events, r["invoke_t"], r["t"])
         if _excused(r, windows, modes):
             excused += 1
             continue

@@ -262,9 +262,11 @@ class Readers:
             if not client.up.is_set():
                 self._stop.wait(0.05)  # a reader of a killed client waits for it, as an app would
                 continue
-            self.read(name, client.http_port, rng.choice(self.keys))
+            if not self.read(name, client.http_port, rng.choice(self.keys)):
+                self._stop.wait(0.05)  # as an application would, not in a hot loop
 
-    def read(self, name: str, port: int, key: str) -> None:
+    def read(self, name: str, port: int, key: str) -> bool:
+        """One read, recorded; True if it was answered (found or not)."""
         start = self.history.now()
         fields: dict[str, Any] = {"status": 0, "source_rev": None}
         try:
@@ -285,6 +287,7 @@ class Readers:
         except (OSError, ValueError) as exc:
             fields["error"] = f"{type(exc).__name__}: {exc}"[:200]
         self.history.add("read", invoke_t=start, key=key, client=name, **fields)
+        return fields["status"] in (200, 404)
 
 
 class AckPoller:
