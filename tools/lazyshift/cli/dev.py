@@ -167,9 +167,47 @@ def _print_ladder(results: list[Any]) -> None:
 
 @dev.command("demo", context_settings={"ignore_unknown_options": True})
 @click.option("--stage1-only", is_flag=True, help="Only stage 1 (mongo) and its reconciliation.")
+@click.option(
+    "--faults",
+    "fault_seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    default=None,
+    metavar="SEED",
+    help="Walk the ladder up and down under a seeded fault schedule and check the history "
+    "(same seed, same schedule); writes demo.json, history.jsonl, timeline.png.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=100),
+    default=3000,
+    show_default=True,
+    help="With --faults: messages the run's own mock source emits.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=50.0,
+    show_default=True,
+    help="With --faults: messages per second.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="With --faults: where the report, history and timeline go.",
+)
 @click.argument("source_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def dev_demo(ctx: Ctx, stage1_only: bool, source_args: tuple[str, ...]) -> None:
+def dev_demo(
+    ctx: Ctx,
+    stage1_only: bool,
+    fault_seed: int | None,
+    count: int,
+    rate: float,
+    report_dir: Path,
+    source_args: tuple[str, ...],
+) -> None:
     """Run the main job on the running dev stack and reconcile it with the source's log:
     all five stages with the stream flowing (wipes the dev databases first).
 
@@ -180,6 +218,8 @@ def dev_demo(ctx: Ctx, stage1_only: bool, source_args: tuple[str, ...]) -> None:
 
     if "LAZYSHIFT_LOG_LEVEL" not in os.environ:
         logs.set_level("WARNING")  # the tables are the output here
+    if fault_seed is not None:
+        _fault_demo(ctx, fault_seed, count, rate, report_dir)
     if stage1_only:
         with Progress(
             TextColumn("stage 1 [bold]mongo[/bold]: ingesting"),
@@ -199,6 +239,44 @@ def dev_demo(ctx: Ctx, stage1_only: bool, source_args: tuple[str, ...]) -> None:
     results = run_ladder(ctx.settings(), list(source_args), _ConsoleReporter())
     ctx.emit([r.__dict__ for r in results], human=lambda: _print_ladder(results))
     ctx.finish(all(r.ok for r in results))
+
+
+def _fault_demo(ctx: Ctx, seed: int, count: int, rate: float, report_dir: Path) -> None:
+    from lazyshift.dev.fault_run import FaultRunOptions, run_with_faults
+    from lazyshift.dev.stack import DevStack
+
+    settings = ctx.settings()
+    stack = DevStack(Path(settings.state_dir))
+    if not all(r["answering"] for r in stack.status() if r["component"] != "source"):
+        raise Unavailable(
+            f"the dev stack in {settings.state_dir} is not running: `lazyshift dev up` first"
+        )
+    opts = FaultRunOptions(seed=seed, count=count, rate=rate, report_dir=report_dir)
+    with console.status(f"fault run, seed {seed}: the ladder under a nemesis"):
+        report = run_with_faults(
+            settings, stack, opts, lambda text: console.print(f"  {escape(text)}")
+        )
+
+    def human() -> None:
+        table = Table("", "", title=f"fault run, seed {seed}")
+        for key in (
+            "emitted",
+            "applied",
+            "dead_lettered",
+            "lost",
+            "stale_reads",
+            "read_errors",
+            "max_write_pause_s",
+            "faults_injected",
+        ):
+            table.add_row(key, str(report[key]))
+        console.print(table)
+        for line in report["verdict"]["failures"] + report["problems"]:
+            console.print(f"[red]✗[/red] {escape(line)}")
+        console.print(f"report: {report_dir / 'demo.json'}; timeline: {report['timeline']}")
+
+    ctx.emit(report, human=human)
+    ctx.finish(bool(report["ok"]))
 
 
 COMMANDS = [dev]

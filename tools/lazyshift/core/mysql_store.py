@@ -445,6 +445,18 @@ def dead_letter_seqs(cur: Any, origin: str) -> set[int]:
     }
 
 
+def dead_letter_seq_counts(cur: Any, origin: str) -> dict[int | None, int]:
+    """Dead-letter rows of `origin` per source seq (None: rows without one)."""
+    return {
+        (None if r[0] is None else int(r[0])): int(r[1])
+        for r in _fetch(
+            cur,
+            "SELECT source_seq, COUNT(*) FROM dead_letter WHERE origin = %s GROUP BY source_seq",
+            (origin,),
+        )
+    }
+
+
 def dead_letter_samples(cur: Any, origin: str, limit: int = 20) -> list[dict[str, Any]]:
     return _rows(
         cur,
