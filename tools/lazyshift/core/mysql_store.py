@@ -369,6 +369,9 @@ def max_offset(cur: Any) -> int:
 # -- dead letters --------------------------------------------------------------------------------
 
 # One row per (origin, dedup_key): a replayed message or a re-read document is recorded once.
+# Characters per multi-row dead-letter INSERT, well below the default 16 MiB max_allowed_packet
+# (a payload counts once, the escaped SQL text can be twice as long).
+DEAD_LETTER_STATEMENT_BYTES = 2 * 1024 * 1024
 INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letter (origin, dedup_key, source_seq, shipment_key, "
     "reason, payload, created_at) VALUES {rows} "
@@ -407,9 +410,26 @@ def document_dead_letter(origin: str, doc: Any, reason: str) -> DeadLetter:
 
 
 def insert_dead_letters(cur: Any, letters: Sequence[DeadLetter]) -> int:
-    """Insert `letters` (each once per origin and dedup key); rows inserted."""
-    if not letters:
-        return 0
+    """Insert `letters` (each once per origin and dedup key); rows inserted.
+
+    Statements are cut at DEAD_LETTER_STATEMENT_BYTES: a malformed message can be megabytes,
+    and one multi-row INSERT of hundreds of them would pass max_allowed_packet."""
+    inserted = 0
+    chunk: list[DeadLetter] = []
+    size = 0
+    for d in letters:
+        weight = len(d.payload) + len(d.reason) + len(d.dedup_key) + 64
+        if chunk and size + weight > DEAD_LETTER_STATEMENT_BYTES:
+            inserted += _insert_dead_letter_rows(cur, chunk)
+            chunk, size = [], 0
+        chunk.append(d)
+        size += weight
+    if chunk:
+        inserted += _insert_dead_letter_rows(cur, chunk)
+    return inserted
+
+
+def _insert_dead_letter_rows(cur: Any, letters: Sequence[DeadLetter]) -> int:
     params: list[Any] = []
     for d in letters:
         params += [
