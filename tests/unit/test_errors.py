@@ -14,6 +14,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from lazyshift.cli import _as_lazyshift_error, main
 from lazyshift.control.ladder import TransitionError
+from lazyshift.core.mysql import MySQLInterfaceError
 from lazyshift.errors import (
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
@@ -36,6 +37,7 @@ from lazyshift.errors import (
         (mysql_errors.InterfaceError("gone", errno=2003), EXIT_UNAVAILABLE),
         (mysql_errors.ProgrammingError("no table", errno=1146), EXIT_UNAVAILABLE),
         (ServerSelectionTimeoutError("down"), EXIT_UNAVAILABLE),
+        (MySQLInterfaceError("Lost connection to MySQL server during query"), EXIT_UNAVAILABLE),
     ],
 )
 def test_errors_map_to_exit_codes(exc, code) -> None:

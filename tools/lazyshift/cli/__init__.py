@@ -26,11 +26,15 @@ def _as_lazyshift_error(exc: BaseException) -> LazyshiftError | None:
     from mysql.connector import Error as MySQLError
     from pymongo.errors import PyMongoError
 
+    from lazyshift.core.mysql import MySQLInterfaceError
+
     if isinstance(exc, LazyshiftError):
         return exc
     if isinstance(exc, MySQLError):
         if getattr(exc, "errno", None) == MYSQL_NO_SUCH_TABLE:
             return NotMigrated(str(exc))
+        return Unavailable(f"MySQL unavailable: {exc}", hint=_CHECK_SERVER)
+    if isinstance(exc, MySQLInterfaceError):  # the server died mid-commit, and the like
         return Unavailable(f"MySQL unavailable: {exc}", hint=_CHECK_SERVER)
     if isinstance(exc, PyMongoError):
         return Unavailable(f"MongoDB unavailable: {exc}", hint=_CHECK_SERVER)

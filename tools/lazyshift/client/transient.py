@@ -16,11 +16,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from lazyshift.client.follower import Stopped
 from lazyshift.core.framing import FramingError
 from lazyshift.core.mongo_store import ConcurrentWrite
-
-try:  # the C extension raises its own error, outside mysql.connector.Error (e.g. on commit)
-    from _mysql_connector import MySQLInterfaceError
-except ImportError:  # pragma: no cover - the pure-Python connector has no such class
-    MySQLInterfaceError = ConnectionError  # type: ignore[misc,assignment]
+from lazyshift.core.mysql import MySQLInterfaceError
 
 # MySQL errnos a retry can fix: deadlock, lock wait, too many connections, server shutdown,
 # killed connection, a statement timeout under load, and the client's "can't connect",

@@ -29,6 +29,11 @@ from tenacity import (
 
 from lazyshift.config import MySQLSettings
 
+try:  # the C extension raises its own error, outside mysql.connector.Error (e.g. on commit)
+    from _mysql_connector import MySQLInterfaceError
+except ImportError:  # pragma: no cover - the pure-Python connector has no such class
+    MySQLInterfaceError = ConnectionError  # type: ignore[misc,assignment]
+
 # Strict mode on both servers: an out-of-range or over-long value is an error, never a
 # silent truncation.
 SQL_MODE = (
