@@ -579,6 +579,27 @@ def lock_partition(cur: Any, pid: int) -> tuple[str | None, str | None] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
+def renew_partition_lease(cur: Any, pid: int, owner: str, lease_s: float) -> bool:
+    """Extend `owner`'s lease of partition `pid` (the backfill's lease keeper); False if it
+    is not `owner`'s any more. Touches neither status nor checkpoint."""
+    cur.execute(
+        "UPDATE backfill_partition SET lease_expires = UTC_TIMESTAMP(6) + INTERVAL %s "
+        "MICROSECOND WHERE id = %s AND lease_owner = %s",
+        (_interval_us(lease_s), pid, owner),
+    )
+    return cur.rowcount == 1
+
+
+def range_partitions_scanned(cur: Any) -> tuple[int, int]:
+    """(range partitions not done, documents the range partitions scanned)."""
+    left, done = _fetch(
+        cur,
+        "SELECT COALESCE(SUM(status <> 'done'), 0), COALESCE(SUM(docs_done), 0) "
+        "FROM backfill_partition WHERE kind = 'range'",
+    )[0]
+    return int(left), int(done)
+
+
 def advance_checkpoint(
     cur: Any,
     pid: int,
