@@ -26,7 +26,7 @@ from lazyshift import logs
 from lazyshift.backfill.options import BackfillError, BackfillOptions, Progress
 from lazyshift.config import Settings
 from lazyshift.core import mysql_store as store
-from lazyshift.core.mongo_store import MongoStore, key_filter
+from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter
 from lazyshift.core.mysql import connect
 
 PLAN_LOCK_TIMEOUT_S = 3600
@@ -92,12 +92,6 @@ def boundaries(lowest: str, highest: str, partitions: int) -> list[str]:
         ):
             cuts.append(cut)
     return cuts
-
-
-def collection_count(coll: Any) -> int:
-    """Documents in the collection from its statistics: FerretDB answers `count` by decoding
-    every document, `collStats` from SQLite's page statistics."""
-    return int(coll.database.command("collStats", coll.name)["count"])
 
 
 def _key_span(settings: Settings) -> tuple[str | None, str | None, int]:

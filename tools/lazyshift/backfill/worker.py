@@ -40,11 +40,10 @@ import pymongo.errors
 from lazyshift import logs
 from lazyshift.backfill import throttle
 from lazyshift.backfill.options import ORIGIN, BackfillOptions
-from lazyshift.backfill.plan import collection_count
 from lazyshift.config import Settings
 from lazyshift.core import mysql_store as store
 from lazyshift.core.guarded_write import apply_batch, map_or_reject
-from lazyshift.core.mongo_store import MongoStore, key_filter
+from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter
 from lazyshift.core.mysql import connect, run_in_transaction
 from lazyshift.core.mysql_store import document_dead_letter
 

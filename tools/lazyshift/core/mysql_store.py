@@ -407,6 +407,11 @@ def dead_letter_keys(cur: Any) -> set[str]:
     }
 
 
+def has_dead_letter(cur: Any, dedup_key: str) -> bool:
+    """Whether any origin dead-lettered `dedup_key` (e.g. `_id:{"$oid": ...}`)."""
+    return bool(_fetch(cur, "SELECT 1 FROM dead_letter WHERE dedup_key = %s LIMIT 1", (dedup_key,)))
+
+
 def dead_letter_seqs(cur: Any, origin: str) -> set[int]:
     return {
         int(r[0])
