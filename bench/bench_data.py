@@ -1,21 +1,22 @@
-"""Data benchmark: raw ceiling vs lazyshift backfill (1 and 2 workers) vs verify, peak RSS.
+"""Data benchmark: the backfill and verify beside the plain-scan ceiling, on one dataset.
 
-    .venv/bin/python bench/bench_data.py --docs 100000 [--rss-docs 1000000]
+    .venv/bin/python bench/bench_data.py --docs 100000      # or --docs 1000000
 
-On the same generated dataset in the same run (the test stack of `make bench`, on the ports
-recorded in .state/test; fresh databases, dropped afterwards):
-(a) raw ceiling: scan every document from MongoDB without mapping + bulk-load the already
-    mapped rows into empty tables with LOAD DATA LOCAL INFILE;
-(b) `lazyshift backfill` as a subprocess with 1 and with 2 workers (a fresh MySQL db each);
-(c) `lazyshift verify` (full);
-(d) peak RSS of the backfill process tree, sampled from /proc.
-Results are merged into bench/results.json (read-modify-write), shown as a table, and
-plotted to bench/backfill.png.
+The dataset is generated once into a FerretDB database of the test stack named after its
+size (`lzbench_cache_<docs>`, in .state/test) and reused by later runs. In one run, side by
+side: (a) `scan_docs_per_s`, a plain unsorted `find({})` of the collection; (b) the raw
+MySQL-side ceiling (LOAD DATA of the mapped rows); (c) `lazyshift backfill` with 1 and with 2
+workers (a fresh MySQL database each); (d) `lazyshift verify`; peak RSS of the backfill and of
+FerretDB; the machine's load average around each measurement. A ratio whose two sides ran
+under very different load is refused (null, with the reason). Results merge into
+bench/results.json (existing keys kept), a rich table is printed, and bench/backfill.png
+plots docs/s over time against the scan ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import mysql.connector  # noqa: E402
 import pymongo  # noqa: E402
+from mysql.connector import HAVE_CEXT  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -71,7 +73,7 @@ class Bench:
         self.stack.up()
         self.ports = self.stack.ports
         self.creds = self.stack._credentials()
-        self.mongo_db = f"lzbench_{uuid.uuid4().hex[:8]}"
+        self.mongo_db = ""  # the cached dataset's, set by cached_source()
         self.mysql_dbs: list[str] = []
 
     def settings(self, mysql_db: str) -> Settings:
@@ -108,12 +110,10 @@ class Bench:
         return settings
 
     def cleanup(self) -> None:
+        # the cached dataset (self.mongo_db) stays for the next run
         try:
             for name in self.mysql_dbs:
                 self.stack.root_sql(f"DROP DATABASE IF EXISTS `{name}`")
-            client = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.ports.mongo}/")
-            client.drop_database(self.mongo_db)
-            client.close()
         finally:
             for name in reversed(self.started):
                 self.stack.stop_component(name)
@@ -154,32 +154,103 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def run_measured(args: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run a command; wall time, peak RSS of the whole tree and of its largest process."""
-    start = time.monotonic()
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+class Sampler:
+    """Every 0.25 s: RSS of a process tree and of FerretDB, and (optionally) documents done."""
+
+    def __init__(self, pid: int | None, ferret_pid: int | None, progress: Any = None) -> None:
+        self.pid, self.ferret_pid, self.progress = pid, ferret_pid, progress
+        self.peak_tree = self.peak_one = self.peak_ferret = 0
+        self.series: list[tuple[float, int]] = []
+        self.t0 = time.monotonic()
+        self.load_before = load_avg()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            if self.pid is not None:
+                sizes = [_rss_kb(p) for p in _tree(self.pid)]
+                self.peak_tree = max(self.peak_tree, sum(sizes))
+                self.peak_one = max(self.peak_one, max(sizes, default=0))
+            if self.ferret_pid is not None:
+                self.peak_ferret = max(self.peak_ferret, _rss_kb(self.ferret_pid))
+            if self.progress is not None:
+                with contextlib.suppress(Exception):
+                    self.series.append((time.monotonic() - self.t0, int(self.progress())))
+            self._done.wait(0.25)
+
+    def stop(self, docs: int) -> dict[str, Any]:
+        self._done.set()
+        self._thread.join()
+        elapsed = time.monotonic() - self.t0
+        self.series.append((elapsed, docs))
+        return {
+            "s": elapsed,
+            "docs_per_s": docs / elapsed if elapsed else 0.0,
+            "rss_tree_mb": self.peak_tree / 1024,
+            "rss_max_proc_mb": self.peak_one / 1024,
+            "ferretdb_rss_mb": self.peak_ferret / 1024,
+            "series": self.series,
+            "load": (self.load_before, load_avg()),
+        }
+
+
+def run_measured(
+    args: list[str], env: dict[str, str], docs: int, ferret_pid: int | None, progress: Any = None
+) -> dict[str, Any]:
+    """Run a command; wall time, docs/s, peak RSS (its tree, its largest process, FerretDB)."""
     proc = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    peak_tree = peak_one = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_tree, peak_one
-        while not done.is_set():
-            sizes = [_rss_kb(p) for p in _tree(proc.pid)]
-            peak_tree = max(peak_tree, sum(sizes))
-            peak_one = max(peak_one, max(sizes, default=0))
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = Sampler(proc.pid, ferret_pid, progress)
     out, err = proc.communicate()
-    done.set()
-    sampler.join()
-    elapsed = time.monotonic() - start
+    m = sampler.stop(docs)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} exited {proc.returncode}:\n{out}\n{err[-4000:]}")
-    return {"s": elapsed, "rss_tree_mb": peak_tree / 1024, "rss_max_proc_mb": peak_one / 1024}
+    return m
+
+
+def plain_scan(settings: Settings, docs: int, ferret_pid: int | None) -> dict[str, Any]:
+    """The ceiling: one plain unsorted find({}) of the collection, nothing done with it."""
+    client = pymongo.MongoClient(settings.mongo.uri, tz_aware=True, socketTimeoutMS=None)
+    seen = 0
+    sampler = Sampler(None, ferret_pid, lambda: seen)
+    try:
+        for _ in client[settings.mongo.database][settings.mongo.collection].find(
+            {}, batch_size=1000
+        ):
+            seen += 1
+    finally:
+        client.close()
+    m = sampler.stop(seen)
+    assert seen == docs, (seen, docs)
+    return m
+
+
+def done_counter(settings: Settings) -> Any:
+    conn = mysql.connector.connect(
+        host=settings.mysql.host,
+        port=settings.mysql.port,
+        user=settings.mysql.user,
+        password=settings.mysql.password,
+        database=settings.mysql.database,
+        autocommit=True,
+    )
+
+    def read() -> int:
+        cur = conn.cursor()
+        cur.execute("SELECT COALESCE(SUM(docs_done), 0) FROM backfill_partition")
+        n = cur.fetchone()[0]
+        cur.close()
+        return int(n)
+
+    read.close = conn.close  # type: ignore[attr-defined]
+    return read
 
 
 # -- raw ceiling -------------------------------------------------------------------------------
@@ -209,14 +280,7 @@ def raw_ceiling(bench: Bench, settings: Settings) -> dict[str, float]:
         def write(table: str, cells: list[str]) -> None:
             files[table].write("\t".join(cells) + "\n")
 
-        scan_s = 0.0
-        cursor = coll.find({}, batch_size=1000)
-        while True:
-            t0 = time.monotonic()
-            doc = next(cursor, None)
-            scan_s += time.monotonic() - t0
-            if doc is None:
-                break
+        for doc in coll.find({}, batch_size=1000):
             docs += 1
             rows = document_to_rows(doc)  # mapping: not part of the ceiling
             write("shipment", [_cell(rows.root[c]) for c in ROOT_COLUMNS])
@@ -261,24 +325,34 @@ def raw_ceiling(bench: Bench, settings: Settings) -> dict[str, float]:
         conn.close()
     client.close()
     assert loaded == docs, (loaded, docs)
-    return {"scan_s": scan_s, "load_s": load_s, "total_s": scan_s + load_s}
+    return {"load_data_s": load_s, "load_data_docs_per_s": docs / load_s if load_s else 0.0}
 
 
-def backfill(bench: Bench, workers: int, partitions: int) -> tuple[dict[str, float], Settings]:
+def backfill(
+    bench: Bench, workers: int, partitions: int, docs: int, ferret_pid: int | None
+) -> dict[str, Any]:
     settings = bench.fresh_mysql()
-    m = run_measured(
-        [
-            str(LAZYSHIFT),
-            "backfill",
-            "--workers",
-            str(workers),
-            "--partitions",
-            str(partitions),
-            "--json",
-        ],
-        env_for(settings),
-    )
-    return m, settings
+    counter = done_counter(settings)
+    try:
+        m = run_measured(
+            [
+                str(LAZYSHIFT),
+                "backfill",
+                "--workers",
+                str(workers),
+                "--partitions",
+                str(partitions),
+                "--json",
+            ],
+            env_for(settings),
+            docs,
+            ferret_pid,
+            counter,
+        )
+    finally:
+        counter.close()
+    m["settings"] = settings
+    return m
 
 
 def merge_results(values: dict[str, Any]) -> dict[str, Any]:
@@ -296,118 +370,214 @@ def merge_results(values: dict[str, Any]) -> dict[str, Any]:
     return current
 
 
-def plot(values: dict[str, Any], docs: int) -> None:
+GOALS = (
+    # (ratio, numerator, denominator, at least / at most, goal)
+    ("backfill_2w_vs_scan", "backfill_2w_docs_per_s", "scan_docs_per_s", ">=", 1.3),
+    ("backfill_1w_vs_scan", "backfill_1w_docs_per_s", "scan_docs_per_s", ">=", 0.8),
+    ("backfill_2w_vs_1w", "backfill_2w_docs_per_s", "backfill_1w_docs_per_s", ">=", 1.4),
+    ("verify_vs_backfill_2w", "verify_docs_per_s", "backfill_2w_docs_per_s", ">=", 1.0),
+    ("backfill_rss_1m_vs_100k", "backfill_peak_rss_mb_1m", "backfill_peak_rss_mb_100k", "<=", 1.1),
+    ("ferretdb_rss_1m_vs_100k", "ferretdb_peak_rss_mb_1m", "ferretdb_peak_rss_mb_100k", "<=", 1.1),
+)
+# Two measurements ran under "very different load" when their mean 1-minute load averages
+# differ by more than this factor and by more than one runnable process.
+LOAD_FACTOR = 1.5
+
+
+def _mean(load: Any) -> float | None:
+    return None if not load else sum(load) / len(load)
+
+
+def comparable(a: Any, b: Any) -> str | None:
+    """None if the two (before, after) loads are comparable; else why not."""
+    la, lb = _mean(a), _mean(b)
+    if la is None or lb is None:
+        return None  # measured in another run: its load is not known here
+    hi, lo = max(la, lb), min(la, lb)
+    if hi - lo > 1.0 and hi > LOAD_FACTOR * max(lo, 0.01):
+        return f"load {la:.1f} vs {lb:.1f}"
+    return None
+
+
+def ratios(values: dict[str, Any], loads: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, num, den, op, goal in GOALS:
+        a, b = values.get(num), values.get(den)
+        if not a or not b:
+            out[name] = {"value": None, "goal": f"{op} {goal}", "why": "not measured"}
+            continue
+        refused = comparable(loads.get(num), loads.get(den))
+        value = round(a / b, 3)
+        met = value >= goal if op == ">=" else value <= goal
+        out[name] = {
+            "value": None if refused else value,
+            "measured": value,
+            "goal": f"{op} {goal}",
+            "met": None if refused else met,
+            "why": f"refused: {refused}" if refused else None,
+        }
+    return out
+
+
+def _rates(series: list[tuple[float, int]], window: float = 5.0) -> tuple[list, list]:
+    ts, rs = [], []
+    j = 0
+    for i, (t, n) in enumerate(series):
+        while series[j][0] < t - window:
+            j += 1
+        if i > j and t > series[j][0]:
+            ts.append(t)
+            rs.append((n - series[j][1]) / (t - series[j][0]))
+    return ts, rs
+
+
+def plot(runs: dict[str, dict[str, Any]], docs: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [
-        "raw ceiling\n(scan + LOAD DATA)",
-        "backfill\n1 worker",
-        "backfill\n2 workers",
-        "verify",
-    ]
-    times = [
-        values["raw_ceiling_s"],
-        values["backfill_1_worker_s"],
-        values["backfill_2_workers_s"],
-        values["verify_s"],
-    ]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    bars = ax.bar(labels, times, color=["#888888", "#1f77b4", "#2ca02c", "#ff7f0e"])
-    for bar, t in zip(bars, times, strict=True):
-        ax.annotate(
-            f"{t:.1f}s\n{docs / t:,.0f} docs/s" if t else "-",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=8,
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    colours = {"scan": "#888888", "backfill 1w": "#1f77b4", "backfill 2w": "#2ca02c"}
+    for name, colour in colours.items():
+        if name in runs:
+            ts, rs = _rates(runs[name]["series"])
+            ax.plot(ts, rs, color=colour, label=f"{name} ({runs[name]['docs_per_s']:,.0f}/s)")
+    if "scan" in runs:
+        ax.axhline(runs["scan"]["docs_per_s"], color="#888888", ls="--", lw=1, label="scan ceiling")
+    if "verify" in runs:
+        v = runs["verify"]
+        ax.hlines(
+            v["docs_per_s"],
+            0,
+            v["s"],
+            color="#ff7f0e",
+            label=f"verify ({v['docs_per_s']:,.0f}/s avg)",
         )
-    ax.set_ylabel("seconds")
-    ax.set_title(
-        f"lazyshift data path, {docs:,} documents (MariaDB + FerretDB, "
-        f"peak backfill RSS {values.get('backfill_peak_rss_mb_100k') or '-'} MB)",
-        fontsize=10,
-    )
-    ax.set_ylim(0, max(times) * 1.15)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("documents / s (5 s window)")
+    ax.set_title(f"lazyshift data path, {docs:,} documents (MariaDB + FerretDB)", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(PLOT, dpi=120)
 
 
+def cached_source(bench: Bench, docs: int) -> tuple[Settings, float | None]:
+    """The dataset of `docs` documents, generated on the first run and kept for the next ones."""
+    bench.mongo_db = f"lzbench_cache_{docs}"
+    settings = bench.settings("unused")
+    client = pymongo.MongoClient(settings.mongo.uri, socketTimeoutMS=None)
+    try:
+        db = client[bench.mongo_db]
+        meta = db[CACHE_META].find_one({"_id": "loaded"})
+        if meta and meta.get("docs") == docs and meta.get("generator") == CACHE_GENERATOR:
+            return settings, None
+        client.drop_database(bench.mongo_db)
+        t0 = time.monotonic()
+        load_mongo(db[settings.mongo.collection], docs)
+        db[CACHE_META].insert_one({"_id": "loaded", "docs": docs, "generator": CACHE_GENERATOR})
+        return settings, time.monotonic() - t0
+    finally:
+        client.close()
+
+
+CACHE_META = "bench_meta"
+CACHE_GENERATOR = "tests/dataset.py v1"
+
+
+def size_suffix(docs: int) -> str:
+    return {100_000: "100k", 1_000_000: "1m"}.get(docs, str(docs))
+
+
+def measure(
+    bench: Bench, docs: int, partitions: int | None, load_data: bool = True
+) -> tuple[dict, dict, dict]:
+    ferret_pid = bench.stack.mongo.pid()
+    src, load_s = cached_source(bench, docs)
+    console.print(
+        f"dataset: {docs:,} docs "
+        + (f"loaded in {load_s:.0f}s" if load_s is not None else "(cached in .state)")
+    )
+    runs: dict[str, dict[str, Any]] = {}
+    runs["scan"] = plain_scan(src, docs, ferret_pid)
+    console.print(f"scan {runs['scan']['docs_per_s']:,.0f} docs/s")
+    merge_results({"scan_docs_per_s": round(runs["scan"]["docs_per_s"], 1)})
+    raw = raw_ceiling(bench, src) if load_data else {"load_data_docs_per_s": None}
+    if load_data:
+        console.print(f"LOAD DATA ceiling {raw['load_data_docs_per_s']:,.0f} docs/s")
+    runs["backfill 1w"] = backfill(bench, 1, partitions or 8, docs, ferret_pid)
+    console.print(f"backfill 1w {runs['backfill 1w']['docs_per_s']:,.0f} docs/s")
+    merge_results({"backfill_1w_docs_per_s": round(runs["backfill 1w"]["docs_per_s"], 1)})
+    runs["backfill 2w"] = backfill(bench, 2, partitions or 8, docs, ferret_pid)
+    console.print(f"backfill 2w {runs['backfill 2w']['docs_per_s']:,.0f} docs/s")
+    merge_results({"backfill_2w_docs_per_s": round(runs["backfill 2w"]["docs_per_s"], 1)})
+    target = runs["backfill 2w"]["settings"]
+    runs["verify"] = run_measured(
+        [str(LAZYSHIFT), "verify", "--json"], env_for(target), docs, ferret_pid
+    )
+    console.print(f"verify {runs['verify']['docs_per_s']:,.0f} docs/s")
+    sfx = size_suffix(docs)
+    peak_ferret = max(r["ferretdb_rss_mb"] for r in runs.values())
+    peak_backfill = max(runs[k]["rss_max_proc_mb"] for k in ("backfill 1w", "backfill 2w"))
+    values = {
+        "data_bench_docs": docs,
+        "scan_docs_per_s": round(runs["scan"]["docs_per_s"], 1),
+        "backfill_1w_docs_per_s": round(runs["backfill 1w"]["docs_per_s"], 1),
+        "backfill_2w_docs_per_s": round(runs["backfill 2w"]["docs_per_s"], 1),
+        "verify_docs_per_s": round(runs["verify"]["docs_per_s"], 1),
+        "load_data_docs_per_s": raw["load_data_docs_per_s"]
+        and round(raw["load_data_docs_per_s"], 1),
+        f"backfill_peak_rss_mb_{sfx}": round(peak_backfill, 1),
+        f"backfill_peak_rss_tree_mb_{sfx}": round(
+            max(runs[k]["rss_tree_mb"] for k in ("backfill 1w", "backfill 2w")), 1
+        ),
+        f"ferretdb_peak_rss_mb_{sfx}": round(peak_ferret, 1),
+        "mysql_driver_cext": bool(HAVE_CEXT),
+    }
+    loads = {
+        "scan_docs_per_s": runs["scan"]["load"],
+        "backfill_1w_docs_per_s": runs["backfill 1w"]["load"],
+        "backfill_2w_docs_per_s": runs["backfill 2w"]["load"],
+        "verify_docs_per_s": runs["verify"]["load"],
+    }
+    return values, loads, runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--docs", type=int, default=100_000, help="dataset size (cached)")
     parser.add_argument(
-        "--partitions",
-        type=int,
-        default=None,
-        help="backfill partitions (default: one per worker; on FerretDB "
-        "each partition costs one full scan of the collection)",
+        "--partitions", type=int, default=None, help="backfill partitions (default 8)"
     )
     parser.add_argument(
-        "--rss-docs",
-        type=int,
-        default=None,
-        help="also measure the backfill's peak RSS at this size (e.g. 1000000)",
+        "--skip-load-data",
+        action="store_true",
+        help="skip the LOAD DATA ceiling (context only; it scans the collection once more)",
     )
     args = parser.parse_args()
-    from mysql.connector import HAVE_CEXT
-
     bench = Bench()
     try:
-        src = bench.settings("unused")
-        client = pymongo.MongoClient(src.mongo.uri)
-        t0 = time.monotonic()
-        load_mongo(client[src.mongo.database][src.mongo.collection], args.docs)
-        mongo_load_s = time.monotonic() - t0
-        client.close()
-        console.print(f"loaded {args.docs} docs into FerretDB in {mongo_load_s:.1f}s")
-        raw = raw_ceiling(bench, src)
-        console.print(f"raw ceiling {raw}")
-        one, _ = backfill(bench, 1, args.partitions or 1)
-        console.print(f"backfill 1 worker {one}")
-        two, target = backfill(bench, 2, args.partitions or 2)
-        console.print(f"backfill 2 workers {two}")
-        ver = run_measured([str(LAZYSHIFT), "verify", "--json"], env_for(target))
-        console.print(f"verify {ver}")
-        rss_big = None
-        if args.rss_docs:
-            client = pymongo.MongoClient(src.mongo.uri)
-            load_mongo(
-                client[src.mongo.database][src.mongo.collection],
-                args.rss_docs - args.docs,
-                start=args.docs,
-            )
-            client.close()
-            big, _ = backfill(bench, 1, args.partitions or 1)
-            rss_big = round(big["rss_max_proc_mb"], 1)
-        values = {
-            "backfill_docs": args.docs,
-            "backfill_partitions": args.partitions or "one per worker",
-            "mongo_load_s": round(mongo_load_s, 2),
-            "raw_scan_s": round(raw["scan_s"], 2),
-            "raw_load_data_s": round(raw["load_s"], 2),
-            "raw_ceiling_s": round(raw["total_s"], 2),
-            "backfill_1_worker_s": round(one["s"], 2),
-            "backfill_2_workers_s": round(two["s"], 2),
-            "verify_s": round(ver["s"], 2),
-            "backfill_peak_rss_mb_100k": (
-                round(one["rss_max_proc_mb"], 1) if args.docs == 100_000 else None
-            ),
-            "backfill_peak_rss_tree_mb": round(one["rss_tree_mb"], 1),
-            "backfill_peak_rss_mb_measured_docs": args.docs,
-            "backfill_peak_rss_mb_1m": rss_big if args.rss_docs == 1_000_000 else None,
-            "mysql_driver_cext": bool(HAVE_CEXT),
-        }
-        if args.docs != 100_000:
-            values["backfill_peak_rss_mb"] = round(one["rss_max_proc_mb"], 1)
+        before = load_avg()
+        values, loads, runs = measure(
+            bench, args.docs, args.partitions, load_data=not args.skip_load_data
+        )
+        values["load_avg_before"], values["load_avg_after"] = before, load_avg()
+        values["data_bench_loads"] = {k: list(v) for k, v in loads.items()}
         merged = merge_results(values)
+        values["data_bench_ratios"] = ratios(merged, loads)
+        merged = merge_results({"data_bench_ratios": values["data_bench_ratios"]})
         table = Table("metric", "value", title=f"bench_data ({args.docs:,} docs)")
         for k, v in values.items():
-            table.add_row(k, str(v))
+            if k not in ("data_bench_ratios", "data_bench_loads"):
+                table.add_row(k, str(v))
         console.print(table)
-        plot(merged | values, args.docs)
+        goals = Table("ratio", "value", "goal", "met", "note", title="goals (same run, same data)")
+        for name, r in values["data_bench_ratios"].items():
+            goals.add_row(
+                name, str(r.get("value")), r["goal"], str(r.get("met")), str(r.get("why") or "")
+            )
+        console.print(goals)
+        plot(runs, args.docs)
         console.print(f"wrote {RESULTS} and {PLOT}")
     finally:
         bench.cleanup()

@@ -10,19 +10,28 @@ from lazyshift.backfill.plan import boundaries
 from lazyshift.client.source import Partition
 
 
-@given(st.lists(st.text(min_size=1, max_size=8), max_size=200), st.integers(1, 40))
-def test_boundaries_are_sorted_distinct_sample_keys(sample, partitions) -> None:
-    cuts = boundaries(sample, partitions)
+def _b(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+@given(st.text(max_size=12), st.text(max_size=12), st.integers(1, 40))
+def test_boundaries_increase_strictly_between_the_two_ends(a, b, partitions) -> None:
+    lowest, highest = sorted([a, b], key=_b)
+    cuts = boundaries(lowest, highest, partitions)
     assert len(cuts) <= max(0, partitions - 1)
-    encoded = [c.encode("utf-8", "surrogatepass") for c in cuts]
+    encoded = [_b(c) for c in cuts]
     assert encoded == sorted(set(encoded))
-    assert set(cuts) <= set(sample)
+    assert all(_b(lowest) < e < _b(highest) for e in encoded)
+    for cut in cuts:
+        cut.encode("utf-8")  # storable: no surrogates
 
 
-def test_boundaries_split_a_sample_evenly() -> None:
-    sample = [f"k{i:03d}" for i in range(100)]
-    assert boundaries(sample, 4) == ["k025", "k050", "k075"]
-    assert boundaries(sample, 1) == [] and boundaries([], 8) == []
+def test_boundaries_split_an_even_key_space_evenly() -> None:
+    assert boundaries("k000", "k100", 4) == ["k025", "k05", "k075"]
+    assert boundaries("k000", "k100", 1) == [] and boundaries("k1", "k1", 8) == []
+    # keys of several sources: every source gets its own cut, none lands outside the span
+    cuts = boundaries("acme:0000000", "zebra-post:0099999", 8)
+    assert len(cuts) == 7 and cuts[0] > "acme:" and cuts[-1] < "zebra-post:"
 
 
 @pytest.mark.parametrize("text", ["0/1", "2/3", "9/10"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lazyshift.core import document
-from lazyshift.core.mapping import stored_form, stored_form_fast
+from lazyshift.core.mapping import NotFastPath, stored_form, stored_form_fast
 from strategies import canonical_documents, sample_document
 
 
@@ -21,3 +25,32 @@ def test_fast_stored_form_equals_the_exact_one(doc) -> None:
 def test_stored_form_of_a_known_document_is_stable() -> None:
     doc = sample_document()
     assert stored_form(stored_form(doc)) == stored_form(doc)
+
+
+MUTATIONS = {
+    "unknown top-level field": lambda d: d.update(sneaky=1),
+    "unknown item field": lambda d: d["items"] and d["items"][0].update(sneaky=1),
+    "unknown event field": lambda d: d["events"] and d["events"][0].update(sneaky=1),
+    "missing field": lambda d: d.pop("service_level"),
+    "float quantity": lambda d: d["items"]
+    and d["items"][0].update(quantity=float(d["items"][0]["quantity"])),
+    "float version": lambda d: d.update(version=float(d["version"])),
+    "bool version": lambda d: d.update(version=True),
+    "string seq": lambda d: d.update(source_seq=str(d["source_seq"])),
+    "string time": lambda d: d.update(created_at="2024-01-01T00:00:00.000Z"),
+    "string weight": lambda d: d["items"] and d["items"][0].update(weight_kg="1.5"),
+    "address without lat": lambda d: (d["sender"] or {}).get("address")
+    and d["sender"]["address"].pop("lat"),
+}
+
+
+@settings(max_examples=100, deadline=None)
+@given(canonical_documents(), st.sampled_from(sorted(MUTATIONS)))
+def test_fast_stored_form_refuses_what_it_would_hide(doc, mutation) -> None:
+    """Issue 9 hole 6: an unknown field or a converted type must not reach a checksum that
+    could match MySQL's; the fast path refuses it (verify then compares exactly)."""
+    changed = copy.deepcopy(doc)
+    if not MUTATIONS[mutation](changed) and changed == doc:
+        return  # nothing to mutate in this document (no items, no sender address, ...)
+    with pytest.raises((NotFastPath, KeyError)):
+        stored_form_fast(changed)

@@ -31,7 +31,7 @@ from lazyshift.config import Settings
 from lazyshift.core import document, mapping
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document, InvalidDocument
-from lazyshift.core.mongo_store import MongoStore, redact_uri
+from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter, redact_uri
 from lazyshift.core.mysql import connect, read_snapshot, run_in_transaction
 from lazyshift.errors import ProblemFound, UsageError
 
@@ -130,22 +130,44 @@ def _unmappable(
 def classify(
     key: str, src: Document | None, row: Document | None, dead: set[str]
 ) -> Finding | None:
-    """None if equal (or dead-lettered); else the finding for this key."""
-    if row is None:
-        if src is None or key in dead:
-            return None
-        return Finding("missing", key, source_version=_version(src))
+    """None if equal (or the source document is unmappable and dead-lettered); else the
+    finding for this key. A dead letter excuses only an unmappable source document: a
+    mappable one missing from MySQL is missing, whatever else was dead-lettered for its key."""
     if src is None:
-        return Finding("extra", key, mysql_version=_version(row))
-    sv, mv = _version(src), _version(row)
+        return None if row is None else Finding("extra", key, mysql_version=_version(row))
+    sv, mv = _version(src), _version(row) if row is not None else None
     try:
         stored = mapping.stored_form(src)
     except InvalidDocument as exc:
+        if row is None:
+            if key in dead:
+                return None
+            return Finding("missing", key, sv, reason=f"source unmappable: {exc.reason}")
         return _unmappable(key, sv, mv, exc.reason, dead)
+    if row is None:
+        return Finding("missing", key, source_version=sv)
     if sv is not None and mv is not None and mv != sv:
         return Finding("stale" if mv < sv else "newer", key, sv, mv)
     diff = field_diff(document.to_json(stored), document.to_json(row))
     return Finding("different", key, sv, mv, fields=diff) if diff else None
+
+
+def classify_non_string(doc: Document, dead_letter_known: bool) -> Finding | None:
+    """A source document whose `_id` is not a string: MySQL cannot hold it (its keys are
+    strings), so it is a difference unless it was dead-lettered."""
+    if dead_letter_known:
+        return None
+    return Finding(
+        "missing",
+        dead_letter_id(doc),
+        source_version=_version(doc),
+        reason=f"source _id of type {type(doc.get('_id')).__name__} cannot be a MySQL key",
+    )
+
+
+def dead_letter_id(doc: Document) -> str:
+    """The dead-letter dedup key of a document (mysql_store.document_dead_letter)."""
+    return store.document_dead_letter("verify", doc, "").dedup_key
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -165,6 +187,10 @@ class Source:
     def sample_keys(self, n: int) -> list[str]:
         raise NotImplementedError
 
+    def iter_non_string(self, strings_seen: int) -> Iterator[Document]:
+        """Documents whose `_id` is not a string (the sorted walk sees strings only)."""
+        return iter(())
+
     def close(self) -> None:
         pass
 
@@ -176,11 +202,18 @@ class MongoSource(Source):
         self.name = f"mongo:{redact_uri(settings.mongo.uri)}{settings.mongo.database}"
 
     def iter_sorted(self) -> Iterator[Document]:
-        # ONE cursor: FerretDB sorts over a full scan, so paging would rescan per page.
-        yield from self.coll.find({"_id": {"$gte": ""}}).sort("_id", 1).batch_size(1000)
+        # ONE cursor, answered in order from the _id index by the patched FerretDB
+        # (tools/bootstrap/ferretdb.sh): no sort of the collection, flat memory.
+        yield from self.coll.find(key_filter(None, None)).sort("_id", 1).batch_size(1000)
 
     def get(self, key: str) -> Document | None:
         return self.coll.find_one({"_id": key})
+
+    def iter_non_string(self, strings_seen: int) -> Iterator[Document]:
+        # A full scan on FerretDB: done only if the collection holds more than the walk saw.
+        if collection_count(self.coll) <= strings_seen:
+            return
+        yield from self.coll.find({"_id": {"$not": {"$type": "string"}}}, batch_size=1000)
 
     def sample_keys(self, n: int) -> list[str]:
         rng = random.Random()
@@ -389,6 +422,18 @@ class _Verifier:
             counts["chunks"] += 1
             if not self.compare_chunk(src_chunk, my_chunk):
                 counts["chunks_mismatched"] += 1
+        self.non_string(counts)
+
+    def non_string(self, counts: dict[str, int]) -> None:
+        for doc in self.source.iter_non_string(counts["source_docs"]):
+            counts["source_docs"] += 1
+            counts["source_non_string_ids"] = counts.get("source_non_string_ids", 0) + 1
+            known = self.mysql.query(
+                lambda cur, d=doc: store.has_dead_letter(cur, dead_letter_id(d))
+            )
+            finding = classify_non_string(doc, known)
+            if finding is not None:
+                self._record(finding)
 
     def sampled(self, n: int) -> None:
         keys = list(

@@ -188,6 +188,34 @@ def test_dead_workers_lease_is_taken_over(migrated, collection, app_conn):
     assert verify.verify(migrated).ok
 
 
+def test_a_lease_shorter_than_a_batch_is_kept_and_the_run_finishes(migrated, collection, app_conn):
+    """Issue 9 hole 13: batches paced slower than the lease (a batch a second, a 0.5 s lease),
+    and a worker left idle that would take an expired lease: the keeper renews the leases,
+    so no partition is taken over and the run finishes with every document applied once."""
+    n = 300
+    load_mongo(collection, n)
+    run_cli(
+        "backfill",
+        "--workers",
+        "2",
+        "--partitions",
+        "3",
+        "--lease-seconds",
+        "0.5",
+        "--max-rate",
+        "20",  # 10 docs/s per worker, in batches of 10: one commit a second
+        settings=migrated,
+        timeout=600,
+    )
+    assert_exactly_once(app_conn, n)
+    # ('other' is handed back until the ranges are done: leased more than once by design)
+    takeovers = rows(
+        app_conn,
+        "SELECT id, attempts FROM backfill_partition WHERE kind = 'range' AND attempts > 1",
+    )
+    assert takeovers == [], "a live worker's lease was taken over"
+
+
 def test_pause_and_resume_are_obeyed(migrated, collection, app_conn):
     n = 1200
     load_mongo(collection, n)

@@ -169,3 +169,51 @@ def test_sample_mode_finds_a_missing_row(synced, app_conn):
 def test_field_diff_paths():
     assert verify.field_diff({"a": [1, {"b": "x"}]}, {"a": [1, {"b": "y"}, 3]}) == ["a/1/b", "a/2"]
     assert verify.field_diff({"w": 1}, {"w": 1.0}) == ["w"]
+
+
+# -- issue 9 hole 6: verify never reports zero when the data differs ------------------------
+
+
+def _dead_letter(conn, key: str) -> None:
+    from lazyshift.core.mysql_store import DeadLetter, insert_dead_letters
+
+    conn.start_transaction()
+    cur = conn.cursor()
+    insert_dead_letters(cur, [DeadLetter("stream", f"seq:{key}", "bad JSON", "{}", 7, key)])
+    cur.close()
+    conn.commit()
+
+
+def test_a_dead_letter_does_not_excuse_a_missing_mappable_document(synced, app_conn):
+    key = key_for(42)
+    _dead_letter(app_conn, key)  # an old malformed message of the same shipment
+    sql(app_conn, "DELETE FROM shipment WHERE shipment_key = %s", (key,))
+    report = verify.verify(synced, chunk_size=64)
+    assert not report.ok
+    assert [(f["kind"], f["key"]) for f in report.findings] == [("missing", key)]
+
+
+def test_unknown_fields_and_converted_types_are_differences(synced, collection):
+    unknown, converted = key_for(5), key_for(6)
+    collection.update_one({"_id": unknown}, {"$set": {"sneaky": "not in MySQL"}})
+    doc = collection.find_one({"_id": converted})
+    doc["source_seq"] = str(doc["source_seq"])  # "123" in MongoDB, 123 in MySQL
+    collection.replace_one({"_id": converted}, doc)
+    report = verify.verify(synced, chunk_size=64)
+    assert not report.ok
+    assert sorted(f["key"] for f in report.findings if f["difference"]) == sorted(
+        [unknown, converted]
+    )
+
+
+def test_documents_with_a_non_string_id_are_compared(synced, collection, app_conn):
+    from bson import ObjectId
+
+    odd = make_doc(N + 1)
+    odd["_id"] = ObjectId()
+    collection.insert_one(odd)
+    report = verify.verify(synced, chunk_size=64)
+    assert not report.ok
+    assert report.counts["source_docs"] == N + 1
+    assert [f["kind"] for f in report.findings] == ["missing"]
+    assert str(odd["_id"]) in report.findings[0]["key"]

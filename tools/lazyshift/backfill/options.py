@@ -22,7 +22,6 @@ class BackfillOptions:
     lease_seconds: float = 60.0
     max_rate: float | None = None  # docs/s for this command, all its workers together
     max_threads_running: int = 0  # 0 = no check
-    sample_size: int = 20_000
 
     def per_worker_rate(self) -> float | None:
         return None if not self.max_rate else self.max_rate / max(1, self.workers)

@@ -1,15 +1,22 @@
 """The backfill's plan: the string `_id` key space split into ranges, kept in MySQL.
 
-The split points are quantiles of a reservoir sample of every `_id` (one scan), stored in
-`backfill_partition` (plus one 'other' partition if documents with a non-string `_id`
-exist: they cannot be mapped and are dead-lettered). Planning runs once per database under
-a MySQL named lock, so several hosts can start the same command. Also here: the operator's
-pause/resume/reset and the progress read from the partitions.
+Planning reads no documents: the lowest and highest string `_id` come from two sorted,
+limited queries (answered from FerretDB's `_id` text index, see tools/bootstrap/ferretdb.sh;
+on MongoDB from the `_id` index), and the split points are interpolated between them in code
+point order (= MongoDB's UTF-8 byte order). A partition that turns out empty costs one
+indexed query. One 'other' partition follows the ranges for documents with a non-string
+`_id` (they cannot be mapped and are dead-lettered); it is scanned only if the collection
+holds more documents than the ranges found (worker.py). The plan is stored in
+`backfill_partition`, once per database under a MySQL named lock, so several hosts can start
+the same command. Also here: the operator's pause/resume/reset and the progress read from
+the partitions.
 """
 
 from __future__ import annotations
 
-import random
+import bisect
+import os
+import string
 import uuid
 from typing import Any
 
@@ -19,7 +26,7 @@ from lazyshift import logs
 from lazyshift.backfill.options import BackfillError, BackfillOptions, Progress
 from lazyshift.config import Settings
 from lazyshift.core import mysql_store as store
-from lazyshift.core.mongo_store import MongoStore
+from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter
 from lazyshift.core.mysql import connect
 
 PLAN_LOCK_TIMEOUT_S = 3600
@@ -30,41 +37,76 @@ def _check_schema(cur: Any) -> None:
         raise BackfillError("backfill tables are missing or old: run `lazyshift schema migrate`")
 
 
-def boundaries(sample: list[str], partitions: int) -> list[str]:
-    """At most partitions-1 distinct split keys: quantiles of the sorted sample."""
-    if partitions <= 1 or not sample:
+# Split points are numbers over the first few characters after the two ends' common prefix,
+# in the alphabet those characters come from (whole ASCII classes: digits, letters), so keys
+# such as `acme:0000042` are cut where keys actually are.
+_SPLIT_WIDTH = 4
+_CLASSES = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+
+
+def _alphabet(*texts: str) -> list[str]:
+    chars: set[str] = set()
+    for text in texts:
+        for ch in text[:_SPLIT_WIDTH]:
+            cls = next((c for c in _CLASSES if ch in c), ch)
+            chars.update(cls)
+    return sorted(chars)
+
+
+def _number(text: str, alphabet: list[str]) -> int:
+    n = 0
+    for i in range(_SPLIT_WIDTH):
+        d = max(0, bisect.bisect_right(alphabet, text[i]) - 1) if i < len(text) else 0
+        n = n * len(alphabet) + d
+    return n
+
+
+def _text(n: int, alphabet: list[str]) -> str:
+    chars = []
+    for _ in range(_SPLIT_WIDTH):
+        n, d = divmod(n, len(alphabet))
+        chars.append(alphabet[d])
+    return "".join(reversed(chars)).rstrip(alphabet[0])
+
+
+def _utf8(key: str) -> bytes:
+    return key.encode("utf-8", "surrogatepass")
+
+
+def boundaries(lowest: str, highest: str, partitions: int) -> list[str]:
+    """At most partitions-1 increasing split keys in (lowest, highest), evenly spaced in
+    the key space after the two keys' common prefix."""
+    if partitions <= 1 or _utf8(lowest) >= _utf8(highest):
         return []
-    ordered = sorted(set(sample), key=lambda k: k.encode("utf-8", "surrogatepass"))
+    common = len(os.path.commonprefix([lowest, highest]))
+    prefix = lowest[:common]
+    alphabet = _alphabet(lowest[common:], highest[common:])
+    if len(alphabet) < 2:
+        return []
+    lo, hi = _number(lowest[common:], alphabet), _number(highest[common:], alphabet)
     cuts: list[str] = []
     for i in range(1, partitions):
-        k = ordered[min(len(ordered) - 1, (i * len(ordered)) // partitions)]
-        if not cuts or k != cuts[-1]:
-            cuts.append(k)
-    return cuts[: partitions - 1]
+        cut = prefix + _text(lo + (hi - lo) * i // partitions, alphabet)
+        if _utf8(lowest) < _utf8(cut) < _utf8(highest) and (
+            not cuts or _utf8(cut) > _utf8(cuts[-1])
+        ):
+            cuts.append(cut)
+    return cuts
 
 
-def _sample_ids(
-    settings: Settings, sample_size: int, seed: int | None = None
-) -> tuple[list[str], int, int]:
-    """(reservoir sample of string _ids, string _id count, non-string _id count): one scan."""
-    rng = random.Random(seed)
+def _key_span(settings: Settings) -> tuple[str | None, str | None, int]:
+    """(lowest string _id, highest string _id, documents estimated): no document is read
+    beyond the two ends."""
     mongo = MongoStore.open(settings, scan=True, timeout_ms=10_000)
     try:
-        sample: list[str] = []
-        strings = others = 0
-        for doc in mongo.shipments.find({}, {"_id": 1}, batch_size=10_000):
-            doc_id = doc["_id"]
-            if not isinstance(doc_id, str):
-                others += 1
-                continue
-            strings += 1
-            if len(sample) < sample_size:
-                sample.append(doc_id)
-            else:
-                j = rng.randrange(strings)
-                if j < sample_size:
-                    sample[j] = doc_id
-        return sample, strings, others
+        coll = mongo.shipments
+        ends = []
+        for direction in (1, -1):
+            found = list(
+                coll.find(key_filter(None, None), {"_id": 1}).sort("_id", direction).limit(1)
+            )
+            ends.append(found[0]["_id"] if found else None)
+        return ends[0], ends[1], collection_count(coll)
     finally:
         mongo.close()
 
@@ -82,25 +124,22 @@ def plan(settings: Settings, options: BackfillOptions) -> dict[str, Any]:
             n, total = store.partition_totals(cur)
             if n:
                 return {"created": False, "partitions": n, "total": total}
-            sample, strings, others = _sample_ids(settings, options.sample_size)
-            cuts = boundaries(sample, options.partitions)
+            lowest, highest, estimate = _key_span(settings)
+            cuts = boundaries(lowest, highest, options.partitions) if lowest and highest else []
             lowers: list[str | None] = [None, *cuts]
             uppers: list[str | None] = [*cuts, None]
             n = len(lowers)
             rows: list[tuple[Any, ...]] = [
-                (i + 1, "range", lo, up, strings // n + (1 if i < strings % n else 0))
+                (i + 1, "range", lo, up, estimate // n + (1 if i < estimate % n else 0))
                 for i, (lo, up) in enumerate(zip(lowers, uppers, strict=True))
             ]
-            if others:
-                rows.append((n + 1, "other", None, None, others))
+            rows.append((n + 1, "other", None, None, 0))
             run_id = uuid.uuid4().hex
             conn.start_transaction()
             store.insert_partitions(cur, rows, run_id)
             conn.commit()
-            logs.event(
-                "backfill.planned", partitions=len(rows), total=strings + others, run_id=run_id
-            )
-            return {"created": True, "partitions": len(rows), "total": strings + others}
+            logs.event("backfill.planned", partitions=len(rows), total=estimate, run_id=run_id)
+            return {"created": True, "partitions": len(rows), "total": estimate}
         finally:
             store.release_named_lock(cur, lock)
     finally:

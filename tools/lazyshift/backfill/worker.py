@@ -1,14 +1,23 @@
 """A backfill worker: lease a partition, read it from MongoDB, write it into MySQL.
 
 Workers lease partitions with `SELECT ... FOR UPDATE SKIP LOCKED`; a lease expires after
-`lease_seconds` unless renewed (every batch renews it), so a dead worker's partition is taken
-over from its checkpoint. A partition is read with ONE MongoDB cursor
-`find({_id: {$gt: checkpoint, $lte: upper}}).sort(_id)` iterated in batches: FerretDB
-evaluates any range filter over a full scan, so repeated range queries would rescan the
-collection per page. Each batch is one MySQL transaction: lock the partition row and check
-the lease and checkpoint, `apply_batch` (never overwrites newer rows), dead-letter the
-unmappable documents, move the checkpoint. A crash at any point leaves either all of a batch
-or none of it, so a rerun neither loses nor re-applies a document (DESIGN.md invariant 3).
+`lease_seconds` unless renewed. A lease keeper thread renews it (on its own connection) every
+quarter lease whatever the pace of the batches, so a batch slower than the lease is not taken
+over (issue 9, hole 13); a dead worker's lease does expire, and its partition is taken over
+from its checkpoint. The keeper gives up on a worker that made no progress for
+`STALL_LEASES` leases (at least `STALL_MIN_S`), so a hung worker does not hold a partition
+forever.
+
+A partition is read with ONE MongoDB cursor `find({_id: {$gt: checkpoint, $lte: upper}})
+.sort(_id)` iterated in batches, one batch read ahead while the previous one is written:
+FerretDB (patched, tools/bootstrap/ferretdb.sh) answers it from its `_id` index and streams.
+Each batch is one MySQL transaction: lock the partition row and check the lease and
+checkpoint, `apply_batch` (never overwrites newer rows), dead-letter the unmappable documents,
+move the checkpoint. A crash at any point leaves either all of a batch or none of it, so a
+rerun neither loses nor re-applies a document (DESIGN.md invariant 3).
+
+The 'other' partition (non-string `_id`s) waits for the ranges; it is scanned only if the
+collection holds more documents than the ranges found.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from lazyshift.backfill.options import ORIGIN, BackfillOptions
 from lazyshift.config import Settings
 from lazyshift.core import mysql_store as store
 from lazyshift.core.guarded_write import apply_batch, map_or_reject
-from lazyshift.core.mongo_store import MongoStore, key_filter
+from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter
 from lazyshift.core.mysql import connect, run_in_transaction
 from lazyshift.core.mysql_store import document_dead_letter
 
@@ -113,6 +122,70 @@ class ReadAhead:
         self._thread.join(timeout=10)
 
 
+STALL_LEASES = 20
+STALL_MIN_S = 600.0
+
+
+class LeaseKeeper:
+    """Renews the lease of the partition a worker holds, independently of its progress."""
+
+    def __init__(self, settings: Settings, owner: str, lease_s: float) -> None:
+        self.settings = settings
+        self.owner = owner
+        self.lease_s = lease_s
+        self.stall_s = max(STALL_MIN_S, STALL_LEASES * lease_s)
+        self.lost = threading.Event()
+        self._part: int | None = None
+        self._progress = time.monotonic()
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self._thread.start()
+
+    def hold(self, part_id: int) -> None:
+        self.lost.clear()
+        self._progress = time.monotonic()
+        self._part = part_id
+
+    def release(self) -> None:
+        self._part = None
+
+    def progressed(self) -> None:
+        self._progress = time.monotonic()
+
+    def _renew(self, part_id: int) -> bool:
+        if self._conn is None:
+            self._conn = connect(self.settings.mysql, autocommit=True)
+        cur = self._conn.cursor()
+        try:
+            return store.renew_partition_lease(cur, part_id, self.owner, self.lease_s)
+        finally:
+            cur.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(0.05, self.lease_s / 4)):
+            part = self._part
+            if part is None or time.monotonic() - self._progress > self.stall_s:
+                continue
+            try:
+                ok = self._renew(part)
+            except Exception as exc:  # noqa: BLE001 - MySQL away: retried next tick
+                logs.event("backfill.lease_renew_failed", logging.WARNING, error=str(exc))
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+                continue
+            if not ok and self._part == part:
+                self.lost.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+
+
 def die_with_parent() -> None:
     """Linux: SIGKILL this worker when the command that started it dies (e.g. kill -9)."""
     with contextlib.suppress(Exception):
@@ -131,8 +204,10 @@ class Worker:
         self.pacer = throttle.Pacer(options.per_worker_rate())
         self.scanned = 0
         self.last_renew = 0.0
+        self.keeper = LeaseKeeper(settings, self.owner, options.lease_seconds)
 
     def close(self) -> None:
+        self.keeper.close()
         with contextlib.suppress(Exception):
             self.conn.close()
         with contextlib.suppress(Exception):
@@ -151,6 +226,7 @@ class Worker:
             return got
         part = Partition(int(got["id"]), got["kind"], got["upper_key"], got["checkpoint_key"])
         self.last_renew = time.monotonic()
+        self.keeper.hold(part.id)
         logs.event(
             "backfill.lease", partition=part.id, owner=self.owner, checkpoint=part.checkpoint
         )
@@ -179,6 +255,7 @@ class Worker:
         state = None
         while not self.stop:
             want = throttle.reason(self._signals(), self.options.max_threads_running)
+            self.keeper.progressed()  # waiting as told is not a stall
             if want is None:
                 break
             if want != state:
@@ -200,6 +277,8 @@ class Worker:
             time.sleep(min(delay, PAUSE_POLL_S))
 
     def commit_batch(self, part: Partition, docs: list[dict[str, Any]]) -> None:
+        if self.keeper.lost.is_set():
+            raise LeaseLost()
         last = docs[-1]["_id"] if part.kind == "range" else part.checkpoint
         rows_by_key, rejected = map_or_reject(docs)
         rows = list(rows_by_key.values())
@@ -231,6 +310,7 @@ class Worker:
         part.checkpoint = last
         self.scanned += len(docs)
         self.last_renew = time.monotonic()
+        self.keeper.progressed()
 
     def _cursor(self, part: Partition) -> Iterator[dict[str, Any]]:
         coll = self.mongo.shipments
@@ -241,8 +321,22 @@ class Worker:
         cur = coll.find(key_filter(part.checkpoint, part.upper))
         return iter(cur.sort("_id", 1).batch_size(self.options.batch_size))
 
+    def other_needed(self, part: Partition) -> bool | None:
+        """For the 'other' partition: None while ranges are still running (it is handed
+        back), False if the ranges found every document (it is done), True to scan it."""
+        left, scanned = self._tx(store.range_partitions_scanned)
+        if left:
+            self._set_state(part, "pending", release=True)
+            return None
+        if collection_count(self.mongo.shipments) <= scanned:
+            self._set_state(part, "done", release=True)
+            return False
+        return True
+
     def run_partition(self, part: Partition) -> bool:
         """Backfill one leased partition; True when it is done."""
+        if part.kind == "other" and not self.other_needed(part):
+            return False
         batch_size = self.options.batch_size
         rate = self.options.per_worker_rate()
         if rate:
@@ -296,11 +390,14 @@ class Worker:
                     continue
                 assert isinstance(got, Partition)
                 try:
-                    self.run_partition(got)
+                    if not self.run_partition(got) and got.kind == "other":
+                        time.sleep(IDLE_POLL_S)  # handed back until the ranges are done
                 except LeaseLost:
                     logs.event(
                         "backfill.lease_lost", logging.WARNING, partition=got.id, owner=self.owner
                     )
+                finally:
+                    self.keeper.release()
             return 0
         finally:
             self.close()

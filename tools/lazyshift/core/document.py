@@ -107,9 +107,37 @@ def _apply(node: Any, path: tuple[str, ...], fn) -> None:
         node[head] = fn(node[head])
 
 
+def _replace(node: Any, path: tuple[str, ...], fn) -> Any:
+    """`node` with `fn` applied at `path`, copying only the containers on the way (what
+    `_apply` does to a deep copy, without copying the rest: the backfill's hot path)."""
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if not isinstance(node, list) or not rest:
+            return node
+        return [_replace(child, rest, fn) for child in node]
+    if not isinstance(node, dict) or head not in node:
+        return node
+    value = node[head]
+    if rest:
+        new = _replace(value, rest, fn)
+    elif value is not None:
+        new = fn(value)
+    else:
+        return node
+    if new is value:
+        return node
+    out = dict(node)
+    out[head] = new
+    return out
+
+
 def to_json(doc: Document) -> Document:
-    """Native -> JSON form (datetimes to strings)."""
-    return _map_paths(doc, lambda v: format_datetime(v) if isinstance(v, datetime) else v)
+    """Native -> JSON form (datetimes to strings). The result shares the containers it did
+    not have to change with `doc`: read it, do not change it."""
+    out = doc
+    for path in DATETIME_PATHS:
+        out = _replace(out, path, lambda v: format_datetime(v) if isinstance(v, datetime) else v)
+    return out
 
 
 def from_json(doc: Document) -> Document:

@@ -454,6 +454,11 @@ def dead_letter_keys(cur: Any) -> set[str]:
     }
 
 
+def has_dead_letter(cur: Any, dedup_key: str) -> bool:
+    """Whether any origin dead-lettered `dedup_key` (e.g. `_id:{"$oid": ...}`)."""
+    return bool(_fetch(cur, "SELECT 1 FROM dead_letter WHERE dedup_key = %s LIMIT 1", (dedup_key,)))
+
+
 def dead_letter_seqs(cur: Any, origin: str) -> set[int]:
     return {
         int(r[0])
@@ -636,6 +641,27 @@ def lock_partition(cur: Any, pid: int) -> tuple[str | None, str | None] | None:
     """(checkpoint_key, lease_owner) of the partition, row-locked; None if it is gone."""
     rows = _fetch(cur, LOCK_PARTITION, (pid,))
     return (rows[0][0], rows[0][1]) if rows else None
+
+
+def renew_partition_lease(cur: Any, pid: int, owner: str, lease_s: float) -> bool:
+    """Extend `owner`'s lease of partition `pid` (the backfill's lease keeper); False if it
+    is not `owner`'s any more. Touches neither status nor checkpoint."""
+    cur.execute(
+        "UPDATE backfill_partition SET lease_expires = UTC_TIMESTAMP(6) + INTERVAL %s "
+        "MICROSECOND WHERE id = %s AND lease_owner = %s",
+        (_interval_us(lease_s), pid, owner),
+    )
+    return cur.rowcount == 1
+
+
+def range_partitions_scanned(cur: Any) -> tuple[int, int]:
+    """(range partitions not done, documents the range partitions scanned)."""
+    left, done = _fetch(
+        cur,
+        "SELECT COALESCE(SUM(status <> 'done'), 0), COALESCE(SUM(docs_done), 0) "
+        "FROM backfill_partition WHERE kind = 'range'",
+    )[0]
+    return int(left), int(done)
 
 
 def advance_checkpoint(
