@@ -110,6 +110,16 @@ def _version(doc: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def _order(doc: Any) -> tuple[int, int] | None:
+    """(source_rev, version): what "newer" means, as in the guarded write. The version
+    counters of the two stores can drift apart (dual -> mongo -> dual), the revision cannot."""
+    rev = doc.get("source_rev") if isinstance(doc, dict) else None
+    version = _version(doc)
+    if version is None or not isinstance(rev, int) or isinstance(rev, bool):
+        return None
+    return rev, version
+
+
 def _unmappable(
     key: str, sv: int | None, mv: int | None, reason: str, dead: set[str]
 ) -> Finding | None:
@@ -146,8 +156,9 @@ def classify(
         return _unmappable(key, sv, mv, exc.reason, dead)
     if row is None:
         return Finding("missing", key, source_version=sv)
-    if sv is not None and mv is not None and mv != sv:
-        return Finding("stale" if mv < sv else "newer", key, sv, mv)
+    so, mo = _order(src), _order(row)
+    if so is not None and mo is not None and so != mo:
+        return Finding("stale" if mo < so else "newer", key, sv, mv)
     diff = field_diff(document.to_json(stored), document.to_json(row))
     return Finding("different", key, sv, mv, fields=diff) if diff else None
 
