@@ -65,7 +65,10 @@ def cli(tmp_path, monkeypatch):
     def run(*args: str, env: dict[str, str] | None = None):
         return CliRunner(mix_stderr=False).invoke(main, list(args), env=env, catch_exceptions=False)
 
-    return run
+    yield run
+    # `--config` exports LAZYSHIFT_CONFIG for the processes a command starts; in-process, it
+    # would leak a broken config file into the tests that run after this one.
+    __import__("os").environ.pop("LAZYSHIFT_CONFIG", None)
 
 
 def _closed_port() -> int:
