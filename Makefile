@@ -16,6 +16,8 @@ export LAZYSHIFT_FERRETDB_BIN ?= $(FERRETDB)
 -include mk/terraform.mk
 -include mk/infra.mk
 -include mk/stage0.mk
+-include mk/lab.mk
+-include mk/roles.mk
 
 .PHONY: help deps test-deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
         test-node lint bench stack-up stack-down clean
@@ -60,9 +62,10 @@ with_test_stack = trap '$(LAZYSHIFT) dev down $(TEST_STACK) >/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null && $(1)
 
-test: test-deps lint
+test: test-deps lint lint-roles
 	cd tools/mock-source && npm test --silent
 	@$(call with_test_stack,$(VENV)/bin/pytest -q -p no:cacheprovider tests)
+	@$(MAKE) --no-print-directory test-lab-e2e
 
 lint: deps-python
 	$(VENV)/bin/ruff check tools tests bench

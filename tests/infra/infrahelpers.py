@@ -30,6 +30,9 @@ STAGE_PLAYBOOKS = [
     "stage4-backfill.yml",
     "stage5-mysql.yml",
     "rollback.yml",
+    "site.yml",
+    "gate.yml",
+    "read-mode.yml",
 ]
 # Inventories that parse offline (aws needs AWS credentials and the EC2 API).
 OFFLINE_INVENTORIES = ["local"]

@@ -75,13 +75,20 @@ def test_local_inventory_resolves_paths_inside_the_repository(module_ansible_env
     assert str(INVENTORIES.parent / ".state" / "ansible-local" / "lib") in proc.stdout
 
 
+def _aws_inventory(env: str = "qa") -> dict:
+    """The aws inventory as `make aws-inventory ENV=qa` renders it (the template's @ENV@)."""
+    text = (INVENTORIES / "aws" / "aws_ec2.yml.in").read_text()
+    return yaml.safe_load(text.replace("@ENV@", env))
+
+
 def test_aws_inventory_is_an_ec2_plugin_config_grouping_by_role_tag():
-    doc = yaml.safe_load((INVENTORIES / "aws" / "aws_ec2.yml").read_text())
+    doc = _aws_inventory()
     assert doc["plugin"] == "amazon.aws.aws_ec2"
-    assert doc["regions"]
+    # The region comes from AWS_REGION (a template the plugin renders), not a literal.
+    assert doc["regions"] == ["{{ lookup('ansible.builtin.env', 'AWS_REGION') }}"]
     filters = doc["filters"]
     assert filters["tag:Project"] == "lazyshift"
-    assert filters["tag:Environment"]
+    assert filters["tag:Environment"] == "qa"
     by_role = [g for g in doc["keyed_groups"] if g["key"] == "tags.Role"]
     assert by_role, "hosts must be grouped by their Role tag"
     # No prefix and no separator: Role=mysql gives the group `mysql` the playbooks target.
@@ -97,7 +104,7 @@ def test_aws_inventory_options_are_ones_the_plugin_documents(module_ansible_envi
     )
     assert proc.returncode == 0, explain(proc)
     options = json.loads(proc.stdout)["amazon.aws.aws_ec2"]["doc"]["options"]
-    doc = yaml.safe_load((INVENTORIES / "aws" / "aws_ec2.yml").read_text())
+    doc = _aws_inventory()
     unknown = sorted(set(doc) - set(options) - {"plugin"})
     assert not unknown, f"options the aws_ec2 plugin does not have: {unknown}"
     for key in ("keyed_groups", "filters", "hostnames", "regions", "compose"):
@@ -112,7 +119,25 @@ def test_aws_roles_match_the_terraform_role_tags():
         assert f'"{group}"' in tf, group
 
 
-@pytest.mark.parametrize("inventory", ["local", "aws"])
+def test_make_refuses_aws_without_env_and_renders_one_inventory_per_env(tmp_path):
+    root = INVENTORIES.parent
+    proc = run(["make", "-s", "infra-check", "INVENTORY=aws", "ENV="], cwd=root)
+    assert proc.returncode == 2, explain(proc)
+    assert "needs ENV" in proc.stderr, explain(proc)
+    proc = run(["make", "-s", "aws-inventory", "ENV=qa", f"STATE={tmp_path}"], cwd=root)
+    assert proc.returncode == 0, explain(proc)
+    rendered = tmp_path / "aws" / "qa" / "lazyshift.aws_ec2.yml"
+    assert yaml.safe_load(rendered.read_text())["filters"]["tag:Environment"] == "qa"
+    assert (rendered.parent / "group_vars" / "all.yml").is_file()
+
+
+def test_no_environment_or_network_is_hard_coded_in_the_aws_inventory():
+    text = "".join(p.read_text() for p in (INVENTORIES / "aws").rglob("*.y*"))
+    for literal in ("10.40.", "lazyshift-dev", "Environment: dev", "eu-west-1"):
+        assert literal not in text, literal
+
+
+@pytest.mark.parametrize("inventory", ["local", "aws", "lab"])
 def test_group_vars_parse_and_hold_no_secret(inventory):
     for path in (INVENTORIES / inventory / "group_vars").glob("*.yml"):
         doc = yaml.safe_load(path.read_text()) or {}

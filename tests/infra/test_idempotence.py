@@ -35,8 +35,6 @@ def _extra_vars(root: Path, mode: str) -> dict[str, object]:
         "lazyshift_common_home": str(root / "home"),
         "lazyshift_common_config_dir": str(root / "etc"),
         "lazyshift_common_state_dir": str(root / "lib"),
-        "lazyshift_common_log_dir": str(root / "log"),
-        "lazyshift_common_run_dir": str(root / "run"),
         "lazyshift_client_mode": mode,
         "lazyshift_client_start": False,
         "lazyshift_client_install": False,
@@ -63,6 +61,11 @@ def _play(tmp_path: Path, env: dict[str, str], root: Path, mode: str):
     )
 
 
+def _env_file(path: Path) -> dict[str, str]:
+    lines = [x for x in path.read_text().splitlines() if x and not x.startswith("#")]
+    return dict(x.split("=", 1) for x in lines)
+
+
 def _recap(proc) -> tuple[int, int, int, int]:
     m = RECAP.search(proc.stdout)
     assert m, explain(proc)
@@ -83,14 +86,18 @@ def test_second_run_changes_nothing(tmp_path, ansible_environ, mode):
     assert second.returncode == 0, explain(second)
     assert _recap(second)[1:] == (0, 0, 0), "second run changed something:\n" + explain(second)
 
-    for sub in ("home", "etc", "lib", "log", "run", "lib/client"):
+    for sub in ("home", "etc", "lib", "lib/client-0"):
         assert (root / sub).is_dir(), sub
     assert stat.S_IMODE((root / "etc").stat().st_mode) == 0o750
     config = root / "etc" / "client.toml"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     doc = tomllib.loads(config.read_text())
     assert doc["client"]["mode"] == mode
-    assert doc["state_dir"] == str(root / "lib" / "client")
+    assert "state_dir" not in doc, "each unit's state folder comes from its environment file"
+    env = _env_file(root / "etc" / "client-0.env")
+    assert stat.S_IMODE((root / "etc" / "client-0.env").stat().st_mode) == 0o600
+    assert env["LAZYSHIFT_STATE_DIR"] == str(root / "lib" / "client-0")
+    assert env["LAZYSHIFT_CLIENT_PARTITION"] == "0/1"
     if mode == "control":
         assert doc["mysql"]["password"] == APP_PASSWORD
         assert doc["mysql"]["port"] == 23306
@@ -110,10 +117,20 @@ def test_rendered_config_is_accepted_by_lazyshift(tmp_path, ansible_environ):
             "from lazyshift.config import load_settings; s = load_settings(); "
             "print(s.client.mode, s.mysql.port, s.mysql.password, s.state_dir)",
         ],
-        env={**os.environ, "LAZYSHIFT_CONFIG": str(root / "etc" / "client.toml")},
+        # As systemd starts unit 0: its environment file over the shared configuration.
+        env={
+            **os.environ,
+            **_env_file(root / "etc" / "client-0.env"),
+            "LAZYSHIFT_CONFIG": str(root / "etc" / "client.toml"),
+        },
     )
     assert check.returncode == 0, explain(check)
-    assert check.stdout.split() == ["control", "23306", APP_PASSWORD, str(root / "lib" / "client")]
+    assert check.stdout.split() == [
+        "control",
+        "23306",
+        APP_PASSWORD,
+        str(root / "lib" / "client-0"),
+    ]
 
 
 def test_control_mode_without_password_fails_saying_what_to_set(tmp_path, ansible_environ):

@@ -1,0 +1,69 @@
+"""Host tests: what a production host must look like after the roles ran, on any inventory.
+
+Each test names the group it checks through a fixture (`mysql_host`, `client_host`, ...):
+it runs once per host of that group in the inventory, and not at all when the inventory has
+no such group (a molecule scenario of one role). Variables are the inventory's (group_vars,
+host vars) over the roles' defaults, read through Ansible as the roles saw them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+GROUPS = ("mongodb", "mysql", "source", "client", "tools")
+
+
+def _inventory(config: pytest.Config) -> str:
+    inventory = config.getoption("ansible_inventory", default=None) or os.environ.get(
+        "MOLECULE_INVENTORY_FILE"
+    )
+    if not inventory:
+        raise pytest.UsageError("name the inventory: --ansible-inventory=PATH")
+    return inventory
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # testinfra is imported here, not at module level: the project's own `pytest tests`
+    # (without testinfra) walks this folder too.
+    from testinfra.utils.ansible_runner import AnsibleRunner
+
+    for group in GROUPS:
+        fixture = f"{group}_host"
+        if fixture in metafunc.fixturenames:
+            inventory = _inventory(metafunc.config)
+            names = AnsibleRunner(inventory).get_hosts(group)
+            metafunc.parametrize(fixture, names, ids=names, indirect=True)
+
+
+def _host_fixture(request: pytest.FixtureRequest):
+    import testinfra
+
+    inventory = _inventory(request.config)
+    return testinfra.get_host(f"ansible://{request.param}", ansible_inventory=inventory)
+
+
+for _group in GROUPS:
+    globals()[f"{_group}_host"] = pytest.fixture(_host_fixture, name=f"{_group}_host")
+
+
+_RENDERED: dict[tuple[str, str], object] = {}
+
+
+def var(host, name: str, default: object) -> object:
+    """`name` as Ansible renders it for `host` (inventory and group_vars, templates resolved),
+    or `default` (the role's default) when the inventory does not set it."""
+
+    key = (host.backend.host, name)
+    raw = host.ansible.get_variables()
+    if name not in raw:
+        return default
+    if "{{" not in json.dumps(raw[name]):
+        return raw[name]
+    if key not in _RENDERED:
+        expr = f"{{{{ {name} | default({json.dumps(default)}) | to_json }}}}"
+        out = host.ansible("ansible.builtin.debug", f"msg='{expr}'", check=False)
+        _RENDERED[key] = json.loads(out["msg"]) if isinstance(out["msg"], str) else out["msg"]
+    return _RENDERED[key]
