@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lazyshift.config import Settings, as_environment
-from lazyshift.dev import expected as sourcelog
+from lazyshift.dev import expected
 from lazyshift.dev.expected import Expected, expected_state  # noqa: F401 (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ class MockSource:
 
 
 def dump(*args: str, partition: str | None = None) -> list[dict[str, Any]]:
-    return sourcelog.dump(list(args), partition=partition)
+    return expected.dump(list(args), partition=partition)
 
 
 def run_cli(

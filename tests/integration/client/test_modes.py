@@ -26,7 +26,7 @@ from helpers import (
     start_cli,
 )
 from lazyshift.core import mysql as my
-from lazyshift.core.mapping import stored_form as normalize
+from lazyshift.core.mapping import stored_form
 from lazyshift.core.mysql_store import load_documents
 
 COUNT = 4000
@@ -207,7 +207,7 @@ def test_walk_the_ladder_under_load(migrated, mongo_db) -> None:
     # MongoDB is the truth again (dual): every shipment at its latest version, nothing lost.
     stored = {d["_id"]: d for d in mongo_db.shipments.find({})}
     assert set(stored) == set(exp.docs)
-    wrong = [k for k, d in exp.docs.items() if normalize(stored[k]) != normalize(d)]
+    wrong = [k for k, d in exp.docs.items() if stored_form(stored[k]) != stored_form(d)]
     assert not wrong, f"{len(wrong)} differ, e.g. {wrong[:3]}"
     assert _dead_seqs(settings, mongo_db) == exp.dead_seqs
     # MySQL never holds a newer version than the truth.
@@ -260,7 +260,7 @@ def test_mysql_outage_during_dual_loses_nothing(migrated, mongo_db, stack) -> No
     assert set(stored) == set(exp.docs)
     mysql_docs = _mysql_docs(settings)
     assert set(mysql_docs) == set(exp.docs)  # dual from the start: MySQL has everything
-    wrong = [k for k in exp.docs if mysql_docs[k] != normalize(stored[k])]
+    wrong = [k for k in exp.docs if mysql_docs[k] != stored_form(stored[k])]
     assert not wrong, f"{len(wrong)} differ in MySQL, e.g. {wrong[:3]}"
 
 
@@ -289,7 +289,7 @@ def test_kill_9_in_dual_leaves_mysql_complete(migrated, mongo_db) -> None:
     stored = {d["_id"]: d for d in mongo_db.shipments.find({})}
     assert set(stored) == set(exp.docs)
     mysql_docs = _mysql_docs(settings)
-    behind = [k for k in exp.docs if k not in mysql_docs or mysql_docs[k] != normalize(stored[k])]
+    behind = [k for k in exp.docs if k not in mysql_docs or mysql_docs[k] != stored_form(stored[k])]
     assert not behind, f"{len(behind)} shipments behind in MySQL, e.g. {behind[:3]}"
 
 

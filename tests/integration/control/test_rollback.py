@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from helpers import MockSource, expected_state, run_cli
-from lazyshift.core.mapping import stored_form as normalize
+from lazyshift.core.mapping import stored_form
 
 SEED = ["--seed", "31", "--malformed-fraction", "0.02"]
 
@@ -62,7 +62,7 @@ def test_rollback_from_mysql_primary_writes_back_and_verifies_clean(settings, mo
 
     stored = {d["_id"]: d for d in mongo_db.shipments.find({})}
     assert set(stored) == set(exp.docs)
-    wrong = [k for k, d in exp.docs.items() if normalize(stored[k]) != normalize(d)]
+    wrong = [k for k, d in exp.docs.items() if stored_form(stored[k]) != stored_form(d)]
     assert not wrong, f"{len(wrong)} shipments differ after rollback, e.g. {wrong[:3]}"
     verify = run_cli("--json", "verify", "--full", settings=settings, check=False)
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-2000:]
