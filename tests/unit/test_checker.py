@@ -163,3 +163,21 @@ def test_a_mysql_outage_excuses_failed_reads_only_where_reads_need_mysql() -> No
 def test_verify_not_clean_fails_the_run() -> None:
     v = check(log(), clean_history(), final(verify_clean=False, verify_detail="2 differences"))
     assert not v.ok and any("verify" in f for f in v.failures())
+
+
+def _log_with_payload() -> SourceLog:
+    return SourceLog(**{**log().__dict__, "malformed_payloads": {'{"seq": 1e99}': 3}})
+
+
+def test_a_dead_letter_without_a_seq_is_matched_by_its_payload() -> None:
+    v = check(
+        _log_with_payload(), clean_history(), final(dead_letters={}, unsequenced=['{"seq": 1e99}'])
+    )
+    assert v.ok, v.failures
+
+
+def test_a_seqless_dead_letter_twice_or_unknown_is_flagged() -> None:
+    twice = final(dead_letters={}, unsequenced=['{"seq": 1e99}'] * 2)
+    assert check(_log_with_payload(), clean_history(), twice).dead_letter_duplicates == [3]
+    stranger = final(unsequenced=["not in the log"])
+    assert check(_log_with_payload(), clean_history(), stranger).dead_letter_unexpected == [-1]

@@ -28,8 +28,8 @@ def _run_options(fn):
             type=click.IntRange(1, 100_000),
             default=8,
             show_default=True,
-            help="_id ranges to plan (only when no plan exists yet). On FerretDB each "
-            "partition costs one full collection scan.",
+            help="_id ranges to plan (only when no plan exists yet); split points come "
+            "from the lowest and highest _id, no documents are read to plan.",
         ),
         click.option(
             "--batch-size",

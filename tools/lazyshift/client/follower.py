@@ -21,6 +21,7 @@ from mysql.connector import Error as MySQLError
 
 from lazyshift import logs
 from lazyshift.config import Settings
+from lazyshift.control.ladder import MODE_NAMES, MYSQL_WRITES, Mode
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.mysql_store import ControlState, Heartbeat
@@ -112,11 +113,20 @@ class Follower:
             )
 
     def known_mode(self) -> str | None:
-        """The stable mode of the last control row read, while the lease holds; else None."""
+        """The mode of the last control row read, while the lease holds; else None. A drain
+        counts only between two modes that both read MongoDB (mongo <-> dual): MongoDB is
+        the truth on both sides of it, so a read from MongoDB cannot be stale whichever way
+        it ends. A drain towards mysql-primary may have ended without us: None."""
         with self._cond:
             st = self._state
-            fresh = st is not None and time.monotonic() - self._last_ok < self.lease_s
-            return st.mode if fresh and st.stable else None
+            if st is None or time.monotonic() - self._last_ok >= self.lease_s:
+                return None
+            if st.stable:
+                return st.mode
+            sides = (st.mode, st.target_mode or "")
+            if all(m in MODE_NAMES and Mode(m) not in MYSQL_WRITES for m in sides):
+                return st.mode
+            return None
 
     # -- poller --------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -482,6 +482,18 @@ def dead_letter_seq_counts(cur: Any, origin: str) -> dict[int | None, int]:
     }
 
 
+def dead_letter_payloads_without_seq(cur: Any, origin: str) -> list[str]:
+    """Payloads of `origin`'s dead letters that carry no source seq (the seq was unusable)."""
+    return [
+        r[0] or ""
+        for r in _fetch(
+            cur,
+            "SELECT payload FROM dead_letter WHERE origin = %s AND source_seq IS NULL",
+            (origin,),
+        )
+    ]
+
+
 def dead_letter_samples(cur: Any, origin: str, limit: int = 20) -> list[dict[str, Any]]:
     return _rows(
         cur,

@@ -16,9 +16,8 @@ verify verdict), and returns every violation it finds:
   well-formed message dead-lettered;
 - final state: MySQL not equal to the state the source's log implies; verify not clean.
 
-Dead letters are matched by the log's sequence number. A hostile message whose payload
-carries no usable seq (`hostile:huge-seq`) is dead-lettered under another seq or none, so
-it shows as missing here until letters are also matched by payload (not done yet).
+Dead letters are matched by the log's sequence number; one stored without a seq (a hostile
+message whose seq is itself the hostility, `hostile:huge-seq`) is matched by its payload.
 """
 
 from __future__ import annotations
@@ -59,6 +58,7 @@ class SourceLog:
     malformed: set[int]  # seqs that must end up dead-lettered, once
     partitions: int
     expected_docs: dict[str, dict[str, Any]]  # key -> the stored form the log implies
+    malformed_payloads: dict[str, int] = field(default_factory=dict)  # payload -> its seq
 
     @property
     def emitted(self) -> int:
@@ -71,6 +71,7 @@ class FinalState:
     dead_letters: dict[int, int]  # source seq -> dead-letter records of it
     verify_clean: bool
     verify_detail: str = ""
+    unsequenced: list[str] = field(default_factory=list)  # payloads of letters without a seq
 
 
 @dataclass
@@ -328,9 +329,17 @@ def read_errors(events: list[dict[str, Any]]) -> tuple[list[str], int]:
 
 # -- end state ------------------------------------------------------------------------------------
 def dead_letter_findings(log: SourceLog, final: FinalState) -> tuple[list, list, list]:
-    missing = sorted(s for s in log.malformed if final.dead_letters.get(s, 0) == 0)
-    twice = sorted(s for s, n in final.dead_letters.items() if n > 1)
-    unexpected = sorted(s for s in final.dead_letters if s not in log.malformed)
+    counts = dict(final.dead_letters)
+    unmatched = 0
+    for payload in final.unsequenced:
+        seq = log.malformed_payloads.get(payload)
+        if seq is None:
+            unmatched += 1
+        else:
+            counts[seq] = counts.get(seq, 0) + 1
+    missing = sorted(s for s in log.malformed if counts.get(s, 0) == 0)
+    twice = sorted(s for s, n in counts.items() if n > 1)
+    unexpected = sorted(s for s in counts if s not in log.malformed) + [-1] * unmatched
     return missing, twice, unexpected
 
 

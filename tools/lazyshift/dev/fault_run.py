@@ -15,6 +15,7 @@ Writes `demo.json`, `history.jsonl` and `timeline.png` into the report folder.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -145,7 +146,8 @@ def build_log(messages: list[dict[str, Any]], partitions: int) -> checker.Source
     for key, doc in exp.docs.items():
         with contextlib.suppress(InvalidDocument):  # then MySQL cannot hold it: a finding
             docs[key] = stored_form(doc)
-    return checker.SourceLog(writes, set(exp.dead_seqs), partitions, docs)
+    payloads = {m["payload"]: m["seq"] for m in messages if m["seq"] in exp.dead_seqs}
+    return checker.SourceLog(writes, set(exp.dead_seqs), partitions, docs, payloads)
 
 
 # -- commands, run as an operator (or Jenkins) would ------------------------------------------
@@ -209,8 +211,9 @@ def _draining_now(settings: Settings) -> Callable[[], bool]:
 
 def _backfill_copying(settings: Settings) -> Callable[[], bool]:
     def copying(cur: Any) -> bool:
+        # Mid-copy: documents copied, and not every partition done yet.
         progress = store.backfill_progress(cur)
-        return bool(progress.get("d")) and not progress.get("finished")
+        return int(progress["done"] or 0) > 0 and int(progress["d"]) < int(progress["n"])
 
     return lambda: bool(_sql(settings, copying))
 
@@ -271,14 +274,21 @@ def transition(run: _Run, index: int, command: str, target: str) -> None:
         time.sleep(1.0)
 
 
+# Documents per second of the backfill attempt the schedule kills.
+BACKFILL_KILL_RATE = 100
+
+
 def command_step(run: _Run, name: str, args: list[str], ok_codes: tuple[int, ...]) -> str:
     """A command run until it exits with one of `ok_codes` (killed once if scheduled)."""
     started, attempt = time.monotonic(), 0
     while True:
         attempt += 1
         kill = run.schedule.backfill_kill_after_s if name == "backfill" and attempt == 1 else None
+        # The attempt to be killed is slowed down, so that a fast machine still kills it
+        # mid-copy (its rerun goes at full speed).
+        slowed = [*args, "--max-rate", str(BACKFILL_KILL_RATE)] if kill is not None else args
         run.history.add("step", phase="start", step=name)
-        rc, out = _cli(run, args, kill, "backfill-kill", _backfill_copying(run.settings))
+        rc, out = _cli(run, slowed, kill, "backfill-kill", _backfill_copying(run.settings))
         run.history.add("step", phase="end", step=name, rc=rc)
         if rc in ok_codes:
             run.steps.append(StepRecord(name, rc == 0, time.monotonic() - started, attempt))
@@ -353,6 +363,13 @@ def _wipe(settings: Settings, stack: DevStack) -> None:
     client.close()
 
 
+def _letter_text(entry: dict[str, Any]) -> str:
+    """A MongoDB dead letter's payload as text (kept as base64 when it was not UTF-8)."""
+    if "payload" in entry:
+        return str(entry["payload"])
+    return base64.b64decode(entry.get("payload_b64") or b"").decode("utf-8", errors="replace")
+
+
 def _final_state(settings: Settings, verify_clean: bool, detail: str) -> tuple[Any, dict]:
     """MySQL's documents, and the primary store's dead letters (they follow the primary:
     MySQL's at the end of the ladder, MongoDB's if a run is cut short in mongo or dual)."""
@@ -361,14 +378,17 @@ def _final_state(settings: Settings, verify_clean: bool, detail: str) -> tuple[A
         cur = conn.cursor()
         docs = {d["key"]: d for d in store.iter_documents(cur)}
         counts = store.dead_letter_seq_counts(cur, "stream")
+        unsequenced = store.dead_letter_payloads_without_seq(cur, "stream")
         mode = store.read_control(cur).mode
     finally:
         conn.close()
     mongo_seqs: list[int] = []
+    mongo_unsequenced: list[str] = []
     with contextlib.suppress(Exception):  # MongoDB may be gone at the end of stage 5
         mongo = MongoStore.open(settings)
-        found = mongo.dead_letters.find({"origin": "stream"}, {"source_seq": 1})
+        found = list(mongo.dead_letters.find({"origin": "stream"}))
         mongo_seqs = [d["source_seq"] for d in found if d.get("source_seq") is not None]
+        mongo_unsequenced = [_letter_text(d) for d in found if d.get("source_seq") is None]
         mongo.close()
     dead = {int(s): n for s, n in counts.items() if s is not None}
     extra = {
@@ -380,7 +400,8 @@ def _final_state(settings: Settings, verify_clean: bool, detail: str) -> tuple[A
         dead = {}
         for seq in mongo_seqs:
             dead[seq] = dead.get(seq, 0) + 1
-    return checker.FinalState(docs, dead, verify_clean, detail), extra
+        unsequenced = mongo_unsequenced
+    return checker.FinalState(docs, dead, verify_clean, detail, unsequenced), extra
 
 
 def run_with_faults(
