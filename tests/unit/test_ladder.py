@@ -170,3 +170,12 @@ def test_stages_and_neighbours() -> None:
     ]
     assert next_mode(Mode.MONGO) is Mode.DUAL and next_mode(Mode.MYSQL) is None
     assert previous_mode(Mode.MONGO) is None and previous_mode(Mode.MYSQL) is Mode.MYSQL_PRIMARY
+
+
+def test_every_mode_names_its_truth() -> None:
+    # A repair or verify report must take this store as its truth; after MongoDB is gone
+    # (mode mysql) there is nothing to compare against.
+    from lazyshift.control.ladder import TRUTH, Mode
+
+    assert set(TRUTH) == set(Mode)
+    assert [TRUTH[m] for m in Mode] == ["mongo", "mongo", "mysql", None]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lazyshift.config import Settings
+from lazyshift.control import ladder
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import InvalidDocument
 from lazyshift.core.guarded_write import apply_batch, map_or_reject, order_key
@@ -38,8 +39,6 @@ from lazyshift.errors import ProblemFound, UsageError
 
 ORIGIN = "backfill"
 KINDS = frozenset({"missing", "extra", "different", "stale", "newer"})
-# the truth each mode holds (what a report must have compared against)
-TRUTH_OF_MODE = {"mongo": "mongo", "dual": "mongo", "mysql-primary": "mysql"}
 
 
 class RepairError(UsageError):
@@ -99,7 +98,7 @@ def findings_of(report: Any) -> list[dict[str, Any]]:
 
 
 def _check_mode(mode: str, truth: str, delete_extra: bool) -> None:
-    wanted = TRUTH_OF_MODE.get(mode)
+    wanted = ladder.TRUTH[ladder.parse_mode(mode)]
     if wanted is None:
         raise RepairRefused(
             f"the mode is {mode}: MongoDB has been archived and removed, nothing to repair from"

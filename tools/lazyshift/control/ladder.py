@@ -36,6 +36,14 @@ ORDER: tuple[Mode, ...] = tuple(Mode)
 MODE_NAMES: tuple[str, ...] = tuple(m.value for m in ORDER)
 # Modes in which MySQL takes the writes (and MongoDB, if it still exists, is read-only).
 MYSQL_WRITES: frozenset[Mode] = frozenset({Mode.MYSQL_PRIMARY, Mode.MYSQL})
+# The store holding the truth in each mode while both exist (a verify report or a repair
+# must take it as its truth); in `mysql` MongoDB is archived and gone: nothing to compare.
+TRUTH: dict[Mode, str | None] = {
+    Mode.MONGO: "mongo",
+    Mode.DUAL: "mongo",
+    Mode.MYSQL_PRIMARY: "mysql",
+    Mode.MYSQL: None,
+}
 
 
 class TransitionError(ProblemFound):
