@@ -293,6 +293,7 @@ class ArchiveSource:
         self.name = f"archive:{target}"
         self.errors: list[str] = []
         self.finished = False
+        self.non_string: list[Any] = []
 
     def iter_documents(self) -> Iterator[Any]:
         """Every archived document (JSON form parsed), checking count and both checksums."""
@@ -320,10 +321,21 @@ class ArchiveSource:
     def iter_sorted(self) -> Iterator[Document]:
         for doc in self.iter_documents():
             if isinstance(doc, dict) and isinstance(doc.get("_id"), str):
-                try:
-                    yield document.from_json(doc)
-                except (TypeError, ValueError):
-                    yield doc  # malformed: compared (and reported) as it is
+                yield self._parsed(doc)
+            else:  # rare (MySQL cannot hold them): kept for iter_non_string
+                self.non_string.append(doc)
+
+    def iter_non_string(self, strings_seen: int) -> Iterator[Document]:
+        """The documents whose `_id` is not a string, met during the sorted walk."""
+        for doc in self.non_string:
+            yield self._parsed(doc) if isinstance(doc, dict) else {"_id": doc}
+
+    @staticmethod
+    def _parsed(doc: dict[str, Any]) -> Document:
+        try:
+            return document.from_json(doc)
+        except (TypeError, ValueError):
+            return doc  # malformed: compared (and reported) as it is
 
     def get(self, key: str) -> Document | None:
         return None  # never used: an archive does not change during the run
