@@ -33,8 +33,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # (without testinfra) walks this folder too.
     from testinfra.utils.ansible_runner import AnsibleRunner
 
-    for group in GROUPS:
-        fixture = f"{group}_host"
+    for group in (*GROUPS, "all"):
+        fixture = "any_host" if group == "all" else f"{group}_host"
         if fixture in metafunc.fixturenames:
             inventory = _inventory(metafunc.config)
             names = AnsibleRunner(inventory).get_hosts(group)
@@ -58,8 +58,8 @@ def _host_fixture(request: pytest.FixtureRequest):
     return testinfra.get_host(f"ansible://{request.param}", ansible_inventory=inventory)
 
 
-for _group in GROUPS:
-    globals()[f"{_group}_host"] = pytest.fixture(_host_fixture, name=f"{_group}_host")
+for _name in (*(f"{g}_host" for g in GROUPS), "any_host"):  # any_host: every host
+    globals()[_name] = pytest.fixture(_host_fixture, name=_name)
 
 
 _RENDERED: dict[tuple[str, str], object] = {}
