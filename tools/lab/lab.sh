@@ -26,6 +26,9 @@
 # Outputs under $LAB_STATE/$LAB_NAME: hosts.yml (Ansible inventory, groups as
 # inventories/aws), ssh_config (ssh -F, testinfra --ssh-config), hosts/<h>/console.log.
 set -euo pipefail
+# The overlay's upper folder gives the host its / : under a caller's umask 077 it would be
+# 0700 and every non-root service in the host fails (networkd 200/CHDIR, no network, no ssh).
+umask 022
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CHECKOUT=$(cd "$HERE/../.." && pwd)
