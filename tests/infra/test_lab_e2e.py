@@ -178,6 +178,9 @@ def extra_vars(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# A hang guard for the whole ladder (seven playbooks, a cold lab downloads its packages), not
+# the suite's 600 s per test: each step has its own guard (PLAYBOOK_TIMEOUT_S, _poll).
+@pytest.mark.timeout(5400)
 def test_the_ladder_on_the_lab(lab: dict[str, str], extra_vars: Path) -> None:
     _make("site", extra_vars)
     _make("stage1", extra_vars)
