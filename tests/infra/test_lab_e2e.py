@@ -150,7 +150,13 @@ def _host_tests(lab: dict[str, str]) -> None:
             "--hosts=ansible://all",
         ],
         cwd=ROOT,
-        env={**os.environ, **_secrets(), "ANSIBLE_CONFIG": str(ROOT / "ansible/ansible.cfg")},
+        # testinfra's ansible backend runs ansible-inventory/ansible from PATH: the Ansible venv.
+        env={
+            **os.environ,
+            **_secrets(),
+            "ANSIBLE_CONFIG": str(ROOT / "ansible/ansible.cfg"),
+            "PATH": f"{ROOT / '.venv-ansible/bin'}:{os.environ.get('PATH', '')}",
+        },
         capture_output=True,
         text=True,
         timeout=900,
