@@ -112,9 +112,11 @@ rollback: deps-ansible infra-check
 gate: deps-ansible infra-check
 	$(call run_playbook,gate.yml)
 
-# The end-to-end lab run (tests/infra/test_lab_e2e.py): its own lab (LAB_NAME=e2e), brought
-# up first and down afterwards whatever happens, like with_test_stack.
-E2E_LAB := LAB_NAME=e2e
+# The end-to-end lab run (tests/infra/test_lab_e2e.py): its own lab (E2E_LAB_NAME, default
+# e2e), brought up first and down afterwards whatever happens, like with_test_stack. Another
+# lab on this machine: pick another name (and LAB_SUBNET if its subnet is taken).
+E2E_LAB_NAME ?= e2e
+E2E_LAB := LAB_NAME=$(E2E_LAB_NAME) $(if $(LAB_SUBNET),LAB_SUBNET=$(LAB_SUBNET))
 test-lab-e2e: deps-python deps-ansible deps-roles deps-ferretdb wheel
 	@trap '$(E2E_LAB) bash tools/lab/lab.sh down >/dev/null' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	  $(E2E_LAB) bash tools/lab/lab.sh up && \

@@ -1,9 +1,10 @@
 """Host tests: what a production host must look like after the roles ran, on any inventory.
 
 Each test names the group it checks through a fixture (`mysql_host`, `client_host`, ...):
-it runs once per host of that group in the inventory, and not at all when the inventory has
-no such group (a molecule scenario of one role). Variables are the inventory's (group_vars,
-host vars) over the roles' defaults, read through Ansible as the roles saw them.
+it runs once per host of that group in the inventory, and is dropped at collection when the
+inventory has no such host (a molecule scenario of one role): deselected, never skipped.
+Variables are the inventory's (group_vars, host vars) over the roles' defaults, read through
+Ansible as the roles saw them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import pytest
 
 GROUPS = ("mongodb", "mysql", "source", "client", "tools")
+# Test functions (node ids without parameters) that need a group the inventory lacks.
+_NO_HOSTS: set[str] = set()
 
 
 def _inventory(config: pytest.Config) -> str:
@@ -30,12 +33,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # (without testinfra) walks this folder too.
     from testinfra.utils.ansible_runner import AnsibleRunner
 
-    for group in GROUPS:
-        fixture = f"{group}_host"
+    for group in (*GROUPS, "all"):
+        fixture = "any_host" if group == "all" else f"{group}_host"
         if fixture in metafunc.fixturenames:
             inventory = _inventory(metafunc.config)
             names = AnsibleRunner(inventory).get_hosts(group)
+            if not names:
+                _NO_HOSTS.add(metafunc.definition.nodeid)
             metafunc.parametrize(fixture, names, ids=names, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # An empty parameter set would be reported as a skip: these tests do not apply here.
+    dropped = [item for item in items if item.nodeid.split("[", 1)[0] in _NO_HOSTS]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 def _host_fixture(request: pytest.FixtureRequest):
@@ -45,8 +58,8 @@ def _host_fixture(request: pytest.FixtureRequest):
     return testinfra.get_host(f"ansible://{request.param}", ansible_inventory=inventory)
 
 
-for _group in GROUPS:
-    globals()[f"{_group}_host"] = pytest.fixture(_host_fixture, name=f"{_group}_host")
+for _name in (*(f"{g}_host" for g in GROUPS), "any_host"):  # any_host: every host
+    globals()[_name] = pytest.fixture(_host_fixture, name=_name)
 
 
 _RENDERED: dict[tuple[str, str], object] = {}

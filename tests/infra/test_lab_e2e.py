@@ -150,7 +150,13 @@ def _host_tests(lab: dict[str, str]) -> None:
             "--hosts=ansible://all",
         ],
         cwd=ROOT,
-        env={**os.environ, **_secrets(), "ANSIBLE_CONFIG": str(ROOT / "ansible/ansible.cfg")},
+        # testinfra's ansible backend runs ansible-inventory/ansible from PATH: the Ansible venv.
+        env={
+            **os.environ,
+            **_secrets(),
+            "ANSIBLE_CONFIG": str(ROOT / "ansible/ansible.cfg"),
+            "PATH": f"{ROOT / '.venv-ansible/bin'}:{os.environ.get('PATH', '')}",
+        },
         capture_output=True,
         text=True,
         timeout=900,
@@ -178,6 +184,9 @@ def extra_vars(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# A hang guard for the whole ladder (seven playbooks, a cold lab downloads its packages), not
+# the suite's 600 s per test: each step has its own guard (PLAYBOOK_TIMEOUT_S, _poll).
+@pytest.mark.timeout(5400)
 def test_the_ladder_on_the_lab(lab: dict[str, str], extra_vars: Path) -> None:
     _make("site", extra_vars)
     _make("stage1", extra_vars)

@@ -26,6 +26,9 @@
 # Outputs under $LAB_STATE/$LAB_NAME: hosts.yml (Ansible inventory, groups as
 # inventories/aws), ssh_config (ssh -F, testinfra --ssh-config), hosts/<h>/console.log.
 set -euo pipefail
+# The overlay's upper folder gives the host its / : under a caller's umask 077 it would be
+# 0700 and every non-root service in the host fails (networkd 200/CHDIR, no network, no ssh).
+umask 022
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CHECKOUT=$(cd "$HERE/../.." && pwd)
@@ -117,6 +120,9 @@ net_up() {
   fi
   ip link set "$BR" up
   sysctl -qw net.ipv4.ip_forward=1
+  # Each booted host's systemd takes inotify instances from the machine's shared budget; at
+  # the default 128 the sixth host's units fail to start ("Too many open files").
+  [ "$(sysctl -n fs.inotify.max_user_instances)" -ge 1024 ] || sysctl -qw fs.inotify.max_user_instances=1024
   nft list table ip "$BR" >/dev/null 2>&1 || nft -f - <<EOF
 table ip $BR {
   chain lab_nat { type nat hook postrouting priority 100; ip saddr $LAB_SUBNET.0/24 oifname != "$BR" masquerade; }
