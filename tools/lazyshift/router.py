@@ -26,15 +26,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from lazyshift import logs
 from lazyshift.config import Settings
-from lazyshift.control.ladder import MYSQL_WRITES, Mode
+from lazyshift.control.ladder import MODE_NAMES, MYSQL_WRITES, TRUTH, Mode
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document, InvalidDocument
 from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
 from lazyshift.core.mapping import stored_form
-from lazyshift.core.mongo_store import MongoStore
-from lazyshift.core.mysql import read_snapshot, run_in_transaction
+from lazyshift.core.mongo_store import ModeMirror, MongoStore
+from lazyshift.core.mysql import MySQLInterfaceError, read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
+
+# What a failing MySQL raises: the connector's errors, and the C extension's own error for a
+# connection that died inside a transaction (a snapshot's ROLLBACK, a COMMIT), which is not a
+# mysql.connector.Error.
+MYSQL_ERRORS = (MySQLError, MySQLInterfaceError)
 
 
 class Gate(Protocol):
@@ -148,7 +153,7 @@ class Router:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            with contextlib.suppress(MySQLError):
+            with contextlib.suppress(*MYSQL_ERRORS):
                 conn.close()
 
     # -- the consumer's sink ---------------------------------------------------------------------
@@ -365,13 +370,18 @@ class Router:
             return ReadResult(doc, "mongo", "mongo")
         try:
             return self._read_controlled(key)
-        except MySQLError as exc:
+        except MYSQL_ERRORS as exc:
             self._drop_reader()
-            mode = self._mode_without_mysql()
-            if mode not in (Mode.MONGO, Mode.DUAL):
-                raise StoreUnavailable(f"MySQL is unreachable: {exc}") from exc
-        # MySQL is down but MongoDB is the truth in this mode: answer from it.
-        doc = self.mongo.get(key)
+            return self._read_without_mysql(key, exc)
+
+    def _read_without_mysql(self, key: str, exc: BaseException) -> ReadResult:
+        """MySQL failed this read. In mongo and dual MongoDB is the truth: answer from it
+        if the mode is known without MySQL; otherwise (or in mysql-primary) a 503."""
+        mode = self._mode_without_mysql()
+        if mode in (Mode.MONGO, Mode.DUAL):
+            doc = self.mongo.get(key)
+        else:
+            mode, doc = self._read_by_mirror(key, exc)
         self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
         return ReadResult(doc, mode, "mongo")
 
@@ -384,6 +394,32 @@ class Router:
         known = getattr(self.follower, "known_mode", None)
         mode = known() if known is not None else None
         return Mode(mode) if mode is not None else None
+
+    def _read_by_mirror(self, key: str, exc: BaseException) -> tuple[Mode, Document | None]:
+        """Beyond the lease: the control plane's mode mirror in MongoDB, read before and
+        after the document.
+
+        The control plane writes the intent of a transition that takes the truth away from
+        MongoDB (towards mysql-primary) into the mirror before it starts draining, and only
+        commits it after that write was acknowledged; a transition back (rollback) mirrors
+        its new mode only after it committed. So if the mirror read after the document still
+        shows no intent, no such transition had committed when the document was read (its
+        intent would have been visible), and if the read before shows the same mode and
+        epoch with MongoDB as the truth, none was in force then either (an epoch cannot come
+        back): MongoDB held the latest version of every shipment for the whole read.
+        """
+        unavailable = f"MySQL is unreachable ({exc})"
+        before = self.mongo.read_mode_mirror()
+        if not _mongo_is_truth(before):
+            raise StoreUnavailable(f"{unavailable}, and the mode mirror in MongoDB {_why(before)}")
+        doc = self.mongo.get(key)
+        after = self.mongo.read_mode_mirror()
+        if after != before:
+            raise StoreUnavailable(
+                f"{unavailable}, and the mode changed while reading (mode mirror: {after})"
+            )
+        assert before is not None
+        return Mode(before.mode), doc
 
     def _read_controlled(self, key: str) -> ReadResult:
         conn = self._reader()
@@ -442,6 +478,21 @@ def shadow_result(mongo_doc: Document, mysql_doc: Document | None) -> str:
     if mysql_doc["version"] > mongo_doc["version"]:
         return "ahead"
     return "match" if stored_form(mongo_doc) == mysql_doc else "different"
+
+
+def _mongo_is_truth(mirror: ModeMirror | None) -> bool:
+    """A stable mode in which MongoDB holds the truth, with no transition away from it."""
+    if mirror is None or mirror.intent is not None or mirror.mode not in MODE_NAMES:
+        return False
+    return TRUTH[Mode(mirror.mode)] == "mongo"
+
+
+def _why(mirror: ModeMirror | None) -> str:
+    if mirror is None:
+        return "is missing (no transition has written it yet)"
+    if mirror.intent is not None:
+        return f"shows a transition to {mirror.intent} under way (epoch {mirror.epoch})"
+    return f"says {mirror.mode} (epoch {mirror.epoch}): MongoDB is not the truth"
 
 
 def _hit(doc: Document | None) -> str:

@@ -21,10 +21,12 @@ from typing import Any
 from mysql.connector.abstracts import MySQLConnectionAbstract
 from mysql.connector.errors import DatabaseError
 
+from lazyshift import logs
 from lazyshift.config import Settings
 from lazyshift.control import facts, steps
 from lazyshift.control.ladder import (
     RUNGS,
+    TRUTH,
     Mode,
     Rung,
     TransitionError,
@@ -100,7 +102,15 @@ def set_mode(
                 )
             if step.during_pause:
                 steps.prepare(settings, memo)  # connect to MongoDB before writes pause
-            result = _drain_and_commit(settings, conn, st, step, memo, notes, hb_timeout, timeout_s)
+            intent = _leaves_mongo(step)
+            if intent:
+                _mirror_intent(settings, memo, st, step)
+            try:
+                result = _drain_and_commit(
+                    settings, conn, st, step, memo, notes, hb_timeout, timeout_s
+                )
+            finally:
+                notes.append(_sync_mirror(settings, conn, memo, clear_intent=intent))
             if step.after_commit:
                 _after_commit(settings, conn, step, memo, result)
         finally:
@@ -125,6 +135,7 @@ def _already_in(
     result.notes = [f"already in {target}"]
     memo: dict[str, Any] = {}
     try:
+        result.notes.append(_sync_mirror(settings, conn, memo, clear_intent=False))
         _after_commit(settings, conn, into, memo, result)
     finally:
         steps.close(memo)
@@ -311,13 +322,85 @@ def _abort(conn: MySQLConnectionAbstract, epoch: int, old_mode: str) -> None:
 def abort(settings: Settings) -> ControlState:
     """Abandon a transition left draining by a command that died; keep the old mode."""
     conn = my.connect(settings.mysql)
+    memo: dict[str, Any] = {}
     try:
         cur = conn.cursor()
         st = store.read_control(cur)
         conn.commit()
-        if st.stable:
-            return st
-        _abort(conn, st.epoch, st.mode)
-        return store.read_control(cur)
+        if not st.stable:
+            _abort(conn, st.epoch, st.mode)
+        # Also for a stable mode: the command that died may have left its intent in the
+        # mirror before it began draining.
+        logs.event("control.mirror", note=_sync_mirror(settings, conn, memo, clear_intent=True))
+        st = store.read_control(cur)
+        conn.commit()
+        return st
     finally:
+        steps.close(memo)
         conn.close()
+
+
+# -- the mode mirror in MongoDB (router.read's answer when it cannot reach MySQL) ----------------
+
+
+def _leaves_mongo(step: Rung) -> bool:
+    """A rung after which MongoDB no longer holds the truth (the flip)."""
+    return TRUTH[step.source] == "mongo" and TRUTH[step.target] != "mongo"
+
+
+def _mirror_intent(settings: Settings, memo: dict[str, Any], st: ControlState, step: Rung) -> None:
+    """Before the drain of a rung that takes the truth away from MongoDB: its intent goes
+    into the mirror, so a reader cut off from MySQL stops answering from MongoDB before the
+    new mode can commit. Nothing has changed yet if this fails: the transition is refused."""
+    try:
+        steps.prepare(settings, memo)
+        written = memo["mongo"].write_mode_mirror(st.mode, st.epoch, intent=step.target.value)
+    except Exception as exc:  # noqa: BLE001 - any failure refuses the transition
+        raise TransitionError(
+            f"refusing {st.mode} -> {step.target}: could not write its intent into the mode "
+            f"mirror in MongoDB ({type(exc).__name__}: {exc}); nothing was changed"
+        ) from exc
+    if not written:
+        raise TransitionError(
+            f"refusing {st.mode} -> {step.target}: the mode mirror in MongoDB is ahead of "
+            f"epoch {st.epoch} (another transition?); nothing was changed, run it again"
+        )
+
+
+def _sync_mirror(
+    settings: Settings, conn: MySQLConnectionAbstract, memo: dict[str, Any], *, clear_intent: bool
+) -> str:
+    """Mirror the control row's stable mode into MongoDB; a note saying what happened.
+
+    Best effort: a mirror left behind only makes readers cut off from MySQL refuse (its
+    intent, or a mode in which MongoDB is not the truth), never answer stale. An intent left
+    at the current stable epoch (its transition failed before draining, or its command was
+    killed) outranks that epoch's state: with `clear_intent`, the epoch is bumped first,
+    which also fences off that transition should it still be alive.
+    """
+    try:
+        cur = conn.cursor()
+        st = store.read_control(cur)
+        conn.commit()
+        if not st.stable or st.mode == Mode.MYSQL:  # draining: its intent is there already
+            return f"mode mirror left as it is ({st.mode}, {st.state})"
+        steps.prepare(settings, memo)
+        mongo = memo["mongo"]
+        if mongo.write_mode_mirror(st.mode, st.epoch):
+            return f"mode mirror: {st.mode} (epoch {st.epoch})"
+        left = mongo.read_mode_mirror()
+        if not clear_intent or left is None or left.intent is None or left.epoch != st.epoch:
+            return f"mode mirror already newer than epoch {st.epoch}: {left}"
+        store.restore_mode(cur, st.mode, st.epoch)
+        conn.commit()
+        st = store.read_control(cur)
+        conn.commit()
+        if st.stable and mongo.write_mode_mirror(st.mode, st.epoch):
+            return f"mode mirror: {st.mode} (epoch {st.epoch}, a left-over intent cleared)"
+        return f"mode mirror still shows an intent to {left.intent}: run `lazyshift mode abort`"
+    except Exception as exc:  # noqa: BLE001 - the mode itself stands; say what is left
+        return (
+            f"the mode mirror in MongoDB could not be updated ({type(exc).__name__}: {exc}): "
+            "until `lazyshift mode abort` or the next transition updates it, readers that "
+            "cannot reach MySQL answer 503"
+        )

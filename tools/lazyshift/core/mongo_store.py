@@ -1,4 +1,5 @@
-"""MongoDB side (FerretDB here): the revision-guarded upsert, dead letters, stream offsets.
+"""MongoDB side (FerretDB here): the revision-guarded upsert, dead letters, stream offsets,
+the control plane's mode mirror.
 
 On MongoDB the write is one atomic `findAndModify`: it matches only while the stored
 revision is older than the message's, sets the snapshot and bumps `version` by one. If the
@@ -31,6 +32,8 @@ import pymongo
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from lazyshift.core.document import Document
 
@@ -42,6 +45,10 @@ DEAD_LETTERS = "dead_letters"
 OFFSETS = "client_offsets"
 # Dual-write: shipments whose MySQL write failed, retried until MySQL has them.
 BACKLOG = "mysql_backlog"
+# The control plane's mode mirror (one document): what a reader cut off from MySQL may know
+# of the mode. Only the control plane writes it; see `write_mode_mirror`.
+CONTROL = "lazyshift_control"
+MODE_MIRROR_ID = "mode"
 # FerretDB evaluates range filters and sorts over a full scan before it answers the first
 # batch, so a client that scans (backfill, verify, archive) must outlast that scan.
 SCAN_SOCKET_TIMEOUT_MS = 3_600_000
@@ -53,6 +60,17 @@ class MongoWrite:
     applied: bool
     version: int | None  # the stored version after the write (None if unknown)
     document: Document | None  # the stored document when applied
+
+
+@dataclass(frozen=True)
+class ModeMirror:
+    """The control row as the control plane last mirrored it into MongoDB. `intent`: the
+    target of a transition that has started (or is about to) and that the control plane
+    marked here first. The store does not interpret modes (router.py does)."""
+
+    mode: str
+    epoch: int
+    intent: str | None = None
 
 
 class ConcurrentWrite(RuntimeError):
@@ -106,6 +124,7 @@ class MongoStore:
         self.offsets: Collection = self.db[OFFSETS]
         self.backlog: Collection = self.db[BACKLOG]
         self.ferretdb = "ferretdbVersion" in client.admin.command("buildInfo")
+        self.control: Collection = self._control_collection()
 
     @classmethod
     def open(cls, settings: Settings, *, timeout_ms: int = 5000, scan: bool = False) -> MongoStore:
@@ -280,3 +299,42 @@ class MongoStore:
 
     def backlog_size(self) -> int:
         return self.backlog.count_documents({})
+
+    # -- the mode mirror -----------------------------------------------------------------------
+    def _control_collection(self) -> Collection:
+        """Mirror reads must see every acknowledged mirror write (a reader relies on seeing
+        an intent written before the drain began): on MongoDB, majority writes and
+        linearizable reads; FerretDB is one process over SQLite, linearizable as it is."""
+        if self.ferretdb:
+            return self.db[CONTROL]
+        return self.db.get_collection(
+            CONTROL,
+            write_concern=WriteConcern("majority"),
+            read_concern=ReadConcern("linearizable"),
+        )
+
+    def write_mode_mirror(self, mode: str, epoch: int, *, intent: str | None = None) -> bool:
+        """Mirror (mode, epoch[, intent]); False if the mirror holds something newer.
+
+        Writes are ordered by rank = 2 * epoch (+ 1 with an intent), and one lands only if
+        its rank is not below the stored one: an intent written for epoch E is replaced only
+        by the state of a later epoch (the commit, or the abort, of its transition), never by
+        a late writer that read epoch E before the intent. Epochs only grow in MySQL, so the
+        mirror never goes back.
+        """
+        rank = 2 * epoch + (1 if intent is not None else 0)
+        body = {"mode": mode, "epoch": epoch, "intent": intent, "rank": rank}
+        body["written_at"] = datetime.now(UTC)
+        try:
+            self.control.replace_one(
+                {"_id": MODE_MIRROR_ID, "rank": {"$lte": rank}}, body, upsert=True
+            )
+        except DuplicateKeyError:
+            return False  # the filter missed an existing, newer mirror
+        return True
+
+    def read_mode_mirror(self) -> ModeMirror | None:
+        found = self.control.find_one({"_id": MODE_MIRROR_ID})
+        if found is None:
+            return None
+        return ModeMirror(str(found["mode"]), int(found["epoch"]), found.get("intent"))
