@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from mysql.connector import Error as MySQLError
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pymongo.errors import PyMongoError
 
 from lazyshift import logs
 from lazyshift.config import Settings
@@ -120,6 +121,7 @@ class Router:
         self._local = threading.local()  # read API threads' connections
         self._shadow_rng = random.Random()
         self.shadow_counts: dict[str, int] = {}  # reported in the heartbeat for the gate
+        self._mirrored_epoch: int | None = None  # the epoch this reader left in the mirror
 
     @property
     def mode(self) -> Mode:
@@ -428,6 +430,8 @@ class Router:
         st = store.read_control(conn.cursor())
         mode = Mode(st.mode)
         if mode in (Mode.MONGO, Mode.DUAL):
+            if st.stable and st.epoch != self._mirrored_epoch:
+                self._seed_mirror(st.mode, st.epoch)
             doc = self.mongo.get(key)
             if (
                 mode == Mode.DUAL
@@ -456,6 +460,20 @@ class Router:
             run_in_transaction(conn, lambda cur: store.insert_dead_letters(cur, [letter]))
         self.metrics.reads.labels(mode, "mongo->mysql", "hit").inc()
         return ReadResult(old, mode, "mongo->mysql")
+
+    def _seed_mirror(self, mode: str, epoch: int) -> None:
+        """Leave the stable mode just read from MySQL in the mode mirror, once per epoch.
+
+        Until the first transition writes it (after `schema migrate`, clients follow the
+        control row in mongo) or when the control plane could not, the mirror is missing or
+        behind, and a reader cut off from MySQL would answer 503 for nothing. Safe for any
+        reader: a stable (mode, epoch) read from MySQL is a fact about that epoch, and the
+        mirror's ranks keep it from replacing an intent or a later epoch."""
+        try:
+            self.mongo.write_mode_mirror(mode, epoch)
+            self._mirrored_epoch = epoch
+        except PyMongoError as exc:  # the read itself will say if MongoDB is down
+            logs.event("mirror.seed_failed", error=str(exc)[:200])
 
     def _shadow_compare(self, conn: Any, doc: Document) -> None:
         try:

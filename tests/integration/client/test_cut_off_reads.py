@@ -197,3 +197,16 @@ def _waiting_reader(cur) -> int | None:
     )
     row = cur.fetchone()
     return int(row[0]) if row else None
+
+
+def test_before_any_transition_a_reader_seeds_the_mirror(migrated, loaded, cut_off) -> None:
+    """Between `schema migrate` and the first `mode set`, clients follow the control row in
+    mongo and no transition has written the mirror yet: a reader that read the mode in MySQL
+    leaves it there (safe: a mirror write never outranks an intent), so a reader cut off
+    later still answers."""
+    router, mongo = _router(migrated)
+    try:
+        assert router.read(loaded).mode == "mongo"
+    finally:
+        mongo.close()
+    assert cut_off.read(loaded).mode == "mongo"
