@@ -382,6 +382,8 @@ class Router:
         mode = self._mode_without_mysql()
         if mode in (Mode.MONGO, Mode.DUAL):
             doc = self.mongo.get(key)
+        elif mode is not None:
+            raise StoreUnavailable(f"MySQL is unreachable ({exc}); it holds the truth in {mode}")
         else:
             mode, doc = self._read_by_mirror(key, exc)
         self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
