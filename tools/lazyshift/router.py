@@ -10,7 +10,8 @@
 
 Every MySQL write is the guarded write; every write made under the control plane holds the
 control row's share lock for its duration, so a transition's drain waits for it and a write
-under an old epoch is refused by the database.
+under an old epoch is refused by the database. The consumer's micro-batches (`write_many`)
+are written under one gate each: a batch is written entirely in one epoch, or not at all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,7 +32,13 @@ from lazyshift.control.ladder import MYSQL_WRITES, Mode
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document, InvalidDocument
-from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
+from lazyshift.core.guarded_write import (
+    Fenced,
+    apply_batch,
+    check_epoch,
+    guarded_write,
+    map_or_reject,
+)
 from lazyshift.core.mapping import stored_form
 from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql import read_snapshot, run_in_transaction
@@ -61,6 +69,12 @@ class Unstorable(ValueError):
 
 class GuardSkipped(my.RetryableConflict):
     """The guarded write skipped a message for a reason other than a newer stored revision."""
+
+
+IDLE_BATCH = 50  # backlog shipments per gate: bounds how long a transition waits for it
+
+# What `write_many` says of one document: applied, stale, or refused by the store.
+Outcome = bool | Unstorable
 
 
 class StoreUnavailable(RuntimeError):
@@ -168,32 +182,66 @@ class Router:
             finally:
                 self.follower.release()
 
-    @property
-    def batches_writes(self) -> bool:
-        """Stage 1 (no control plane) takes micro-batches; under the control plane every
-        write still goes through the fenced single-document path."""
-        return self.follower is None
+    def write_many(self, docs: list[Document]) -> list[Outcome]:
+        """`write` for documents of distinct keys, in order, one outcome each: True (applied),
+        False (stale: a late or repeated message) or Unstorable (the caller dead-letters it).
 
-    def write_many(self, docs: list[Document]) -> list[bool]:
-        """`write` for documents of distinct keys, in order, in one MongoDB batch."""
-        if self.follower is not None:
-            return [self.write(doc) for doc in docs]
-        return [w.applied for w in self.mongo.apply_many(docs)]
+        Under the control plane the whole batch is written under ONE gate: the follower
+        acknowledges no new epoch while it is held, so a transition's drain waits for the
+        batch to finish, and a batch the fence refuses (an epoch that changed since the gate,
+        an expired lease) is written again as a whole in the new mode. Every write is
+        idempotent (revision guard), so documents an interrupted attempt already wrote come
+        back as stale, and dual-write then makes sure MySQL has them.
+        """
+        if self.follower is None:
+            return [w.applied for w in self.mongo.apply_many(docs)]
+        while True:
+            mode, epoch = self.follower.gate()
+            try:
+                if mode in MYSQL_WRITES:
+                    return self._write_many_mysql(mode, epoch, docs)
+                return self._write_many_mongo(mode, epoch, docs)
+            except Fenced as exc:
+                self.metrics.fenced.inc()
+                logs.event("batch.fenced", size=len(docs), reason=str(exc))
+                self.follower.refresh_now()
+            finally:
+                self.follower.release()
+
+    def _still_current(self, epoch: int) -> Callable[[], None]:
+        """MongoDB cannot refuse a write from an old epoch, so the epoch and its lease are
+        looked at again right before each request that changes MongoDB: a client stopped
+        (SIGSTOP) since its gate finds them changed or expired when it resumes."""
+        follower = self.follower
+        assert follower is not None
+
+        def check() -> None:
+            if not follower.lease_valid(epoch):
+                raise Fenced(f"epoch {epoch} is no longer current (or its lease expired)")
+
+        return check
+
+    def _write_many_mongo(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
+        results = self.mongo.apply_many(docs, before_write=self._still_current(epoch))
+        if mode == Mode.DUAL:
+            to_mysql = []
+            for doc, res in zip(docs, results, strict=True):
+                if res.applied:
+                    assert res.document is not None
+                    to_mysql.append(res.document)
+                else:
+                    # Repeated: maybe a replay after a crash between the MongoDB half and the
+                    # MySQL one. MySQL gets MongoDB's version (a no-op when it has it).
+                    current = self.mongo.get(doc["key"])
+                    if current is not None:
+                        to_mysql.append(current)
+            self._dual_mysql_write_many(to_mysql, epoch)
+        return [res.applied for res in results]
 
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:
             return self._write_mysql(mode, epoch, doc)
-        # MongoDB cannot refuse a write from an old epoch, so the epoch and its lease are
-        # looked at again right before each request that changes MongoDB: a client stopped
-        # (SIGSTOP) since its gate finds them changed or expired when it resumes.
-        follower = self.follower
-        assert follower is not None
-
-        def still_current() -> None:
-            if not follower.lease_valid(epoch):
-                raise Fenced(f"epoch {epoch} is no longer current (or its lease expired)")
-
-        res = self.mongo.apply_snapshot(doc, before_write=still_current)
+        res = self.mongo.apply_snapshot(doc, before_write=self._still_current(epoch))
         if not res.applied and mode == "dual":
             # A repeated message is also what a restart replays after a crash between the
             # MongoDB write and the MySQL one: make sure MySQL has MongoDB's version (the
@@ -241,6 +289,96 @@ class Router:
             self._drop_writer()
             self.mongo.backlog_add(key, version, str(exc)[:200])
             logs.event("dual.queued", key=key, error=str(exc)[:200])
+
+    def _dual_mysql_write_many(self, docs: list[Document], epoch: int) -> None:
+        """`_dual_mysql_write` for a batch, in ONE transaction: the mappable documents through
+        the guarded write (epoch-checked), the unmappable ones dead-lettered beside them.
+        Whatever stops it queues every shipment of the batch in the durable backlog before
+        the batch is acknowledged."""
+        if not docs:
+            return
+        rows_by_key, rejected = map_or_reject(docs)
+        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+        try:
+            conn = self.writer_connection()
+            conn.start_transaction()
+            cur = conn.cursor()
+            if rows_by_key:
+                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+            if letters:
+                store.insert_dead_letters(cur, letters)
+            conn.commit()
+        except Fenced as exc:
+            self._finish(commit=False)
+            self._backlog_all(docs, f"fenced: {exc}")
+            self.metrics.fenced.inc()
+            assert self.follower is not None
+            self.follower.refresh_now()
+        except MySQLError as exc:
+            self._drop_writer()
+            self._backlog_all(docs, str(exc)[:200])
+            logs.event("dual.queued", size=len(docs), error=str(exc)[:200])
+
+    def _backlog_all(self, docs: list[Document], reason: str) -> None:
+        for doc in docs:
+            self.mongo.backlog_add(doc["key"], doc["version"], reason)
+
+    def _write_many_mysql(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
+        """One MySQL transaction for the batch: the epoch fence, the row locks of every key,
+        migration on write of the shipments MySQL has not seen (mysql-primary), then one
+        guarded write of the documents newer than the stored ones."""
+
+        def write(cur: Any) -> list[Outcome]:
+            check_epoch(cur, epoch)
+            stored = store.lock_versions(cur, [d["key"] for d in docs])
+            if mode == Mode.MYSQL_PRIMARY:
+                stored.update(self._migrate_many_on_write(cur, docs, stored))
+            outcomes: list[Outcome] = [False] * len(docs)
+            newer: dict[str, int] = {}  # key -> index in docs
+            for i, doc in enumerate(docs):
+                row = stored.get(doc["key"])
+                if row is None or row[1] < doc["source_rev"]:  # else: late or repeated
+                    newer[doc["key"]] = i
+            rows_by_key, rejected = map_or_reject(
+                {**docs[i], "version": stored.get(key, (0, 0))[0] + 1} for key, i in newer.items()
+            )
+            for doc, reason in rejected:
+                outcomes[newer[doc["key"]]] = Unstorable(reason)
+            if not rows_by_key:
+                return outcomes
+            result = apply_batch(cur, list(rows_by_key.values()), written_epoch=epoch)
+            refused = sorted(set(rows_by_key) - set(result.applied_keys))
+            if refused:
+                # Not "already newer" (that was decided above under the row locks): acking
+                # them would lose messages. Roll back and run the batch again; if the guard
+                # keeps refusing, the consumer writes the batch one by one (single path).
+                raise GuardSkipped(f"the version guard skipped {', '.join(refused[:5])}")
+            for key in rows_by_key:
+                outcomes[newer[key]] = True
+            return outcomes
+
+        return run_in_transaction(self.writer_connection(), write)
+
+    def _migrate_many_on_write(
+        self, cur: Any, docs: list[Document], stored: dict[str, tuple[int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        """`_migrate_on_write` for the keys of `docs` MySQL has not seen."""
+        olds = [
+            old
+            for old in (self.mongo.get(d["key"]) for d in docs if d["key"] not in stored)
+            if old is not None
+        ]
+        if not olds:
+            return {}
+        rows_by_key, rejected = map_or_reject(olds)
+        if rows_by_key:
+            apply_batch(cur, list(rows_by_key.values()))
+            self.metrics.lazy.labels("write").inc(len(rows_by_key))
+        if rejected:
+            store.insert_dead_letters(
+                cur, [document_dead_letter("lazy", old, reason) for old, reason in rejected]
+            )
+        return {old["key"]: (int(old["version"]), int(old["source_rev"])) for old in olds}
 
     def _write_mysql(self, mode: str, epoch: int, doc: Document) -> bool:
         key = doc["key"]
@@ -330,32 +468,48 @@ class Router:
         self._drop_writer()
 
     def idle(self) -> None:
-        """Between messages: retry the dual-write backlog while MySQL is reachable."""
+        """Between messages: retry the dual-write backlog while MySQL is reachable, in
+        batches of IDLE_BATCH shipments, each one gate and one guarded transaction."""
         if self.follower is None or self.mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
             return
         keys = self.mongo.backlog_keys(limit=200)
         self.metrics.backlog.set(len(keys))
+        for i in range(0, len(keys), IDLE_BATCH):
+            if not self._retry_backlog(keys[i : i + IDLE_BATCH]):
+                return
+
+    def _retry_backlog(self, keys: list[str]) -> bool:
+        """Write MongoDB's copies of `keys` to MySQL; False when it could not (stop for now)."""
+        assert self.follower is not None
+        mode, epoch = self.follower.gate()
+        try:
+            if mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
+                return False
+            docs = [d for d in (self.mongo.get(k) for k in keys) if d is not None]
+            rows_by_key, rejected = map_or_reject(docs)
+            letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+
+            def write(cur: Any) -> None:
+                if rows_by_key:
+                    apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+                if letters:
+                    store.insert_dead_letters(cur, letters)
+
+            run_in_transaction(self.writer_connection(), write)
+        except Fenced:
+            self.follower.refresh_now()
+            return False
+        except MySQLError as exc:
+            logs.event("backlog.retry_failed", error=str(exc), keys=len(keys))
+            self._drop_writer()
+            return False
+        finally:
+            self.follower.release()
+        # Outside the gate: only this thread adds to the backlog, and a flip's pause step
+        # that drained these keys meanwhile leaves nothing a second removal could lose.
         for key in keys:
-            mode, epoch = self.follower.gate()
-            try:
-                if mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
-                    return
-                doc = self.mongo.get(key)
-                if doc is not None:
-                    guarded_write(self.writer_connection(), doc, epoch=epoch)
-                self.mongo.backlog_remove(key)
-            except Fenced:
-                self.follower.refresh_now()
-                return
-            except InvalidDocument as exc:
-                self._dead_letter_mysql(document_dead_letter("dual", doc, exc.reason))
-                self.mongo.backlog_remove(key)
-            except MySQLError as exc:
-                logs.event("backlog.retry_failed", error=str(exc), key=key)
-                self._drop_writer()
-                return
-            finally:
-                self.follower.release()
+            self.mongo.backlog_remove(key)
+        return True
 
     # -- reads ----------------------------------------------------------------------------------
     def read(self, key: str) -> ReadResult:
