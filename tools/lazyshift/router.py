@@ -318,6 +318,9 @@ class Router:
             self._drop_writer()
             self._backlog_all(docs, str(exc)[:200])
             logs.event("dual.queued", size=len(docs), error=str(exc)[:200])
+        except BaseException:
+            self._finish(commit=False)  # never leave the writer inside a transaction
+            raise
 
     def _backlog_all(self, docs: list[Document], reason: str) -> None:
         for doc in docs:
@@ -327,12 +330,13 @@ class Router:
         """One MySQL transaction for the batch: the epoch fence, the row locks of every key,
         migration on write of the shipments MySQL has not seen (mysql-primary), then one
         guarded write of the documents newer than the stored ones."""
+        olds = self._prefetch_olds(mode, epoch, docs)
 
         def write(cur: Any) -> list[Outcome]:
             check_epoch(cur, epoch)
             stored = store.lock_versions(cur, [d["key"] for d in docs])
             if mode == Mode.MYSQL_PRIMARY:
-                stored.update(self._migrate_many_on_write(cur, docs, stored))
+                stored.update(self._migrate_many_on_write(cur, docs, stored, olds))
             outcomes: list[Outcome] = [False] * len(docs)
             newer: dict[str, int] = {}  # key -> index in docs
             for i, doc in enumerate(docs):
@@ -359,13 +363,38 @@ class Router:
 
         return run_in_transaction(self.writer_connection(), write)
 
+    def _prefetch_olds(
+        self, mode: str, epoch: int, docs: list[Document]
+    ) -> dict[str, Document | None]:
+        """MongoDB's copies of the shipments MySQL does not hold yet, read BEFORE the
+        transaction takes the control row's share lock: MongoDB is read-only in
+        mysql-primary, so they cannot change meanwhile, and a transition that began while
+        they were read is let through first (Fenced) instead of waiting for them."""
+        if mode != Mode.MYSQL_PRIMARY:
+            return {}
+        conn = self.writer_connection()
+        with read_snapshot(conn):
+            known = store.lock_versions_unlocked(conn.cursor(), [d["key"] for d in docs])
+        olds = {d["key"]: self.mongo.get(d["key"]) for d in docs if d["key"] not in known}
+        if olds:
+            self._still_current(epoch)()
+        return olds
+
     def _migrate_many_on_write(
-        self, cur: Any, docs: list[Document], stored: dict[str, tuple[int, int]]
+        self,
+        cur: Any,
+        docs: list[Document],
+        stored: dict[str, tuple[int, int]],
+        prefetched: dict[str, Document | None],
     ) -> dict[str, tuple[int, int]]:
         """`_migrate_on_write` for the keys of `docs` MySQL has not seen."""
         olds = [
             old
-            for old in (self.mongo.get(d["key"]) for d in docs if d["key"] not in stored)
+            for old in (
+                prefetched[d["key"]] if d["key"] in prefetched else self.mongo.get(d["key"])
+                for d in docs
+                if d["key"] not in stored
+            )
             if old is not None
         ]
         if not olds:

@@ -169,6 +169,25 @@ def test_a_flip_waits_for_the_batch_in_flight(migrated, router, connect, mysql_r
     assert set(epochs.values()) == {moved.epoch}
 
 
+def test_mysql_primary_batch_migrates_what_mysql_has_not_seen(migrated, router) -> None:
+    """Shipments only MongoDB holds (written in stage 1) are migrated on write, in the
+    batch's transaction: an update lands on top of MongoDB's version, a repeat changes
+    nothing but still brings the shipment over."""
+    assert router.write_many([message(i, 1) for i in range(10)]) == [True] * 10  # mongo
+    _walk(migrated, "dual", "mysql-primary")
+    epoch = plane.get_state(migrated).epoch
+    batch = [message(i, 2) for i in range(5)] + [message(i, 1) for i in range(5, 10)]
+    assert router.write_many(batch) == [True] * 5 + [False] * 5
+    keys = [d["key"] for d in batch]
+    stored = _mysql(migrated, keys)
+    assert [stored[k]["source_rev"] for k in keys] == [2] * 5 + [1] * 5
+    assert [stored[k]["version"] for k in keys] == [2] * 5 + [1] * 5
+    assert _written_epochs(migrated, keys) == {
+        k: epoch if i < 5 else None for i, k in enumerate(keys)
+    }
+    assert all(router.mongo.get(k)["source_rev"] == 1 for k in keys)  # MongoDB untouched
+
+
 def _consumer(router: Router) -> Consumer:
     return Consumer(router, ConsumerOptions("127.0.0.1", 1, Partition(0, 1)))
 

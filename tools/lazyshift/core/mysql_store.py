@@ -149,12 +149,20 @@ def lock_versions(cur: Any, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
     """`lock_version` for many keys: {key: (version, source_rev)} of the stored ones, all
     row-locked (and, under REPEATABLE READ, the gaps of the absent ones) to the end of the
     transaction, in key order so that every writer takes them in the same order."""
-    ordered = sorted(set(keys))
+    return _versions(cur, keys, " FOR UPDATE")
+
+
+def lock_versions_unlocked(cur: Any, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """`lock_versions` as a plain consistent read: no lock, for a look before the write."""
+    return _versions(cur, keys, "")
+
+
+def _versions(cur: Any, keys: Iterable[str], lock: str) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
-    for chunk in chunks(ordered, LOCK_CHUNK):
+    for chunk in chunks(sorted(set(keys)), LOCK_CHUNK):
         cur.execute(
             "SELECT shipment_key, version, source_rev FROM shipment WHERE shipment_key IN "
-            f"({placeholders(len(chunk))}) ORDER BY shipment_key FOR UPDATE",
+            f"({placeholders(len(chunk))}) ORDER BY shipment_key{lock}",
             tuple(chunk),
         )
         for key, version, rev in cur.fetchall():
