@@ -20,7 +20,7 @@ import contextlib
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mysql.connector import Error as MySQLError
@@ -39,7 +39,7 @@ from lazyshift.core.guarded_write import (
     guarded_write,
     map_or_reject,
 )
-from lazyshift.core.mapping import stored_form
+from lazyshift.core.mapping import Rows, stored_form
 from lazyshift.core.mongo_store import MongoStore
 from lazyshift.core.mysql import read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
@@ -103,6 +103,23 @@ class Metrics:
         self.fenced = Counter(
             "lazyshift_fenced_writes", "Writes refused by the epoch fence", registry=r
         )
+
+
+@dataclass
+class _Olds:
+    """MongoDB's copies of shipments a mysql-primary batch migrates on write, mapped."""
+
+    docs: dict[str, Document | None] = field(default_factory=dict)
+    rows: dict[str, Rows] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> why MySQL cannot hold it
+
+    def add(self, key: str, doc: Document | None) -> None:
+        self.docs[key] = doc
+        if doc is None:
+            return
+        rows_by_key, rejected = map_or_reject([doc])
+        self.rows.update(rows_by_key)
+        self.rejected.update({d["key"]: reason for d, reason in rejected})
 
 
 @dataclass
@@ -329,85 +346,85 @@ class Router:
     def _write_many_mysql(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
         """One MySQL transaction for the batch: the epoch fence, the row locks of every key,
         migration on write of the shipments MySQL has not seen (mysql-primary), then one
-        guarded write of the documents newer than the stored ones."""
+        guarded write of the documents newer than the stored ones.
+
+        Everything that takes time without the database (MongoDB reads, mapping) is done
+        before the transaction: it holds the control row's share lock, which every
+        transition waits for. Only the version each row gets is set under the row locks."""
         olds = self._prefetch_olds(mode, epoch, docs)
+        mapped, rejected = map_or_reject({**d, "version": 1} for d in docs)
+        unstorable = {doc["key"]: reason for doc, reason in rejected}
 
         def write(cur: Any) -> list[Outcome]:
             check_epoch(cur, epoch)
             stored = store.lock_versions(cur, [d["key"] for d in docs])
             if mode == Mode.MYSQL_PRIMARY:
-                stored.update(self._migrate_many_on_write(cur, docs, stored, olds))
-            outcomes: list[Outcome] = [False] * len(docs)
-            newer: dict[str, int] = {}  # key -> index in docs
+                missing = [d["key"] for d in docs if d["key"] not in stored]
+                stored.update(self._migrate_many_on_write(cur, missing, olds))
+            outcomes: list[Outcome] = [False] * len(docs)  # False: late or repeated
+            batch: dict[str, int] = {}  # key -> index in docs
             for i, doc in enumerate(docs):
-                row = stored.get(doc["key"])
-                if row is None or row[1] < doc["source_rev"]:  # else: late or repeated
-                    newer[doc["key"]] = i
-            rows_by_key, rejected = map_or_reject(
-                {**docs[i], "version": stored.get(key, (0, 0))[0] + 1} for key, i in newer.items()
-            )
-            for doc, reason in rejected:
-                outcomes[newer[doc["key"]]] = Unstorable(reason)
-            if not rows_by_key:
+                key, row = doc["key"], stored.get(doc["key"])
+                if row is not None and row[1] >= doc["source_rev"]:
+                    continue
+                if key in unstorable:
+                    outcomes[i] = Unstorable(unstorable[key])
+                    continue
+                mapped[key].root["version"] = (row[0] if row else 0) + 1
+                batch[key] = i
+            if not batch:
                 return outcomes
-            result = apply_batch(cur, list(rows_by_key.values()), written_epoch=epoch)
-            refused = sorted(set(rows_by_key) - set(result.applied_keys))
+            result = apply_batch(cur, [mapped[k] for k in batch], written_epoch=epoch)
+            refused = sorted(set(batch) - set(result.applied_keys))
             if refused:
                 # Not "already newer" (that was decided above under the row locks): acking
                 # them would lose messages. Roll back and run the batch again; if the guard
                 # keeps refusing, the consumer writes the batch one by one (single path).
                 raise GuardSkipped(f"the version guard skipped {', '.join(refused[:5])}")
-            for key in rows_by_key:
-                outcomes[newer[key]] = True
+            for i in batch.values():
+                outcomes[i] = True
             return outcomes
 
         return run_in_transaction(self.writer_connection(), write)
 
-    def _prefetch_olds(
-        self, mode: str, epoch: int, docs: list[Document]
-    ) -> dict[str, Document | None]:
-        """MongoDB's copies of the shipments MySQL does not hold yet, read BEFORE the
-        transaction takes the control row's share lock: MongoDB is read-only in
-        mysql-primary, so they cannot change meanwhile, and a transition that began while
-        they were read is let through first (Fenced) instead of waiting for them."""
+    def _prefetch_olds(self, mode: str, epoch: int, docs: list[Document]) -> _Olds:
+        """MongoDB's copies of the shipments MySQL does not hold yet, read and mapped BEFORE
+        the transaction: MongoDB is read-only in mysql-primary, so they cannot change
+        meanwhile, and a transition that began while they were read goes first (Fenced)
+        instead of waiting for them."""
+        olds = _Olds()
         if mode != Mode.MYSQL_PRIMARY:
-            return {}
+            return olds
         conn = self.writer_connection()
         with read_snapshot(conn):
             known = store.lock_versions_unlocked(conn.cursor(), [d["key"] for d in docs])
-        olds = {d["key"]: self.mongo.get(d["key"]) for d in docs if d["key"] not in known}
-        if olds:
+        for doc in docs:
+            if doc["key"] not in known:
+                olds.add(doc["key"], self.mongo.get(doc["key"]))
+        if olds.docs:
             self._still_current(epoch)()
         return olds
 
     def _migrate_many_on_write(
-        self,
-        cur: Any,
-        docs: list[Document],
-        stored: dict[str, tuple[int, int]],
-        prefetched: dict[str, Document | None],
+        self, cur: Any, keys: list[str], olds: _Olds
     ) -> dict[str, tuple[int, int]]:
-        """`_migrate_on_write` for the keys of `docs` MySQL has not seen."""
-        olds = [
-            old
-            for old in (
-                prefetched[d["key"]] if d["key"] in prefetched else self.mongo.get(d["key"])
-                for d in docs
-                if d["key"] not in stored
-            )
-            if old is not None
+        """`_migrate_on_write` for `keys`, which MySQL has not seen: MongoDB's copies in."""
+        for key in keys:
+            if key not in olds.docs:  # appeared since the look before (a repair deleted it)
+                olds.add(key, self.mongo.get(key))
+        found = [olds.docs[k] for k in keys if olds.docs[k] is not None]
+        rows = [olds.rows[d["key"]] for d in found if d["key"] in olds.rows]
+        if rows:
+            apply_batch(cur, rows)
+            self.metrics.lazy.labels("write").inc(len(rows))
+        letters = [
+            document_dead_letter("lazy", d, olds.rejected[d["key"]])
+            for d in found
+            if d["key"] in olds.rejected
         ]
-        if not olds:
-            return {}
-        rows_by_key, rejected = map_or_reject(olds)
-        if rows_by_key:
-            apply_batch(cur, list(rows_by_key.values()))
-            self.metrics.lazy.labels("write").inc(len(rows_by_key))
-        if rejected:
-            store.insert_dead_letters(
-                cur, [document_dead_letter("lazy", old, reason) for old, reason in rejected]
-            )
-        return {old["key"]: (int(old["version"]), int(old["source_rev"])) for old in olds}
+        if letters:
+            store.insert_dead_letters(cur, letters)
+        return {d["key"]: (int(d["version"]), int(d["source_rev"])) for d in found}
 
     def _write_mysql(self, mode: str, epoch: int, doc: Document) -> bool:
         key = doc["key"]
