@@ -116,7 +116,11 @@ def test_a_flip_waits_for_the_batch_in_flight(migrated, router, connect, mysql_r
     batch = [message(i, 2) for i in range(20)] + [message(i, 1) for i in range(20, 40)]
     keys = [d["key"] for d in batch]
     # Hold one shipment row the batch's MySQL half must lock: the batch stops in flight,
-    # after its MongoDB half, holding the gate and the control row's share lock.
+    # after its MongoDB half, holding the gate and the control row's share lock (long
+    # enough for a `mode set` to get going on a loaded machine).
+    wcur = router.writer_connection().cursor()
+    wcur.execute("SET SESSION innodb_lock_wait_timeout = 300")
+    wcur.close()
     blocker = connect()
     blocker.start_transaction()
     bcur = blocker.cursor()
@@ -140,10 +144,13 @@ def test_a_flip_waits_for_the_batch_in_flight(migrated, router, connect, mysql_r
         poll(lambda: any("shipment" in q for q in _lock_waits(mysql_root)), "the batch to wait")
         flip = run("flip", lambda: plane.set_mode(migrated, "mysql-primary", timeout_s=60))
         poll(
-            lambda: any("lazyshift_control" in q for q in _lock_waits(mysql_root)),
+            lambda: not flip.is_alive()
+            or any("lazyshift_control" in q for q in _lock_waits(mysql_root)),
             "the flip to wait for the batch",
+            timeout=120,
         )
-        assert writer.is_alive() and flip.is_alive()
+        assert flip.is_alive(), f"the flip did not wait for the batch: {results.get('flip')}"
+        assert writer.is_alive(), results.get("batch")
         assert plane.get_state(migrated).mode == "dual"
     finally:
         blocker.rollback()
