@@ -286,10 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=300, help="source rate during transitions")
     args = ap.parse_args(argv)
     bench = Bench()
+    # Its own MongoDB databases (dropped at the end): the cached dataset is bench_data's.
+    bench.mongo_db = "lzbench_modes"
     load_before = os.getloadavg()
     lags: dict[str, list[float]] = {}
     lag99: dict[str, float] = {}
-    extra_dbs = [bench.mongo_db + x for x in ("_dual", "_tr", "_mp", "_lagm", "_lagd", "_lagp")]
+    extra_dbs = [bench.mongo_db + x for x in ("", "_dual", "_tr", "_mp", "_lagm", "_lagd", "_lagp")]
     try:
         # mongo: stage 1, MongoDB only; beside it, FerretDB's raw insert_many of the same docs.
         s_mongo = bench.settings("unused")

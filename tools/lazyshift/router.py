@@ -10,7 +10,8 @@
 
 Every MySQL write is the guarded write; every write made under the control plane holds the
 control row's share lock for its duration, so a transition's drain waits for it and a write
-under an old epoch is refused by the database.
+under an old epoch is refused by the database. The consumer's micro-batches (`write_many`)
+are written under one gate each: a batch is written entirely in one epoch, or not at all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mysql.connector import Error as MySQLError
@@ -31,8 +33,14 @@ from lazyshift.control.ladder import MODE_NAMES, MYSQL_WRITES, TRUTH, Mode
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document, InvalidDocument
-from lazyshift.core.guarded_write import Fenced, apply_batch, check_epoch, guarded_write
-from lazyshift.core.mapping import stored_form
+from lazyshift.core.guarded_write import (
+    Fenced,
+    apply_batch,
+    check_epoch,
+    guarded_write,
+    map_or_reject,
+)
+from lazyshift.core.mapping import Rows, stored_form
 from lazyshift.core.mongo_store import ModeMirror, MongoStore
 from lazyshift.core.mysql import MySQLInterfaceError, read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
@@ -69,6 +77,12 @@ class GuardSkipped(my.RetryableConflict):
     """The guarded write skipped a message for a reason other than a newer stored revision."""
 
 
+IDLE_BATCH = 50  # backlog shipments per gate: bounds how long a transition waits for it
+
+# What `write_many` says of one document: applied, stale, or refused by the store.
+Outcome = bool | Unstorable
+
+
 class StoreUnavailable(RuntimeError):
     """The store a read needs is down; the read API answers 503 with this message."""
 
@@ -95,6 +109,23 @@ class Metrics:
         self.fenced = Counter(
             "lazyshift_fenced_writes", "Writes refused by the epoch fence", registry=r
         )
+
+
+@dataclass
+class _Olds:
+    """MongoDB's copies of shipments a mysql-primary batch migrates on write, mapped."""
+
+    docs: dict[str, Document | None] = field(default_factory=dict)
+    rows: dict[str, Rows] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> why MySQL cannot hold it
+
+    def add(self, key: str, doc: Document | None) -> None:
+        self.docs[key] = doc
+        if doc is None:
+            return
+        rows_by_key, rejected = map_or_reject([doc])
+        self.rows.update(rows_by_key)
+        self.rejected.update({d["key"]: reason for d, reason in rejected})
 
 
 @dataclass
@@ -175,32 +206,66 @@ class Router:
             finally:
                 self.follower.release()
 
-    @property
-    def batches_writes(self) -> bool:
-        """Stage 1 (no control plane) takes micro-batches; under the control plane every
-        write still goes through the fenced single-document path."""
-        return self.follower is None
+    def write_many(self, docs: list[Document]) -> list[Outcome]:
+        """`write` for documents of distinct keys, in order, one outcome each: True (applied),
+        False (stale: a late or repeated message) or Unstorable (the caller dead-letters it).
 
-    def write_many(self, docs: list[Document]) -> list[bool]:
-        """`write` for documents of distinct keys, in order, in one MongoDB batch."""
-        if self.follower is not None:
-            return [self.write(doc) for doc in docs]
-        return [w.applied for w in self.mongo.apply_many(docs)]
+        Under the control plane the whole batch is written under ONE gate: the follower
+        acknowledges no new epoch while it is held, so a transition's drain waits for the
+        batch to finish, and a batch the fence refuses (an epoch that changed since the gate,
+        an expired lease) is written again as a whole in the new mode. Every write is
+        idempotent (revision guard), so documents an interrupted attempt already wrote come
+        back as stale, and dual-write then makes sure MySQL has them.
+        """
+        if self.follower is None:
+            return [w.applied for w in self.mongo.apply_many(docs)]
+        while True:
+            mode, epoch = self.follower.gate()
+            try:
+                if mode in MYSQL_WRITES:
+                    return self._write_many_mysql(mode, epoch, docs)
+                return self._write_many_mongo(mode, epoch, docs)
+            except Fenced as exc:
+                self.metrics.fenced.inc()
+                logs.event("batch.fenced", size=len(docs), reason=str(exc))
+                self.follower.refresh_now()
+            finally:
+                self.follower.release()
+
+    def _still_current(self, epoch: int) -> Callable[[], None]:
+        """MongoDB cannot refuse a write from an old epoch, so the epoch and its lease are
+        looked at again right before each request that changes MongoDB: a client stopped
+        (SIGSTOP) since its gate finds them changed or expired when it resumes."""
+        follower = self.follower
+        assert follower is not None
+
+        def check() -> None:
+            if not follower.lease_valid(epoch):
+                raise Fenced(f"epoch {epoch} is no longer current (or its lease expired)")
+
+        return check
+
+    def _write_many_mongo(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
+        results = self.mongo.apply_many(docs, before_write=self._still_current(epoch))
+        if mode == Mode.DUAL:
+            to_mysql = []
+            for doc, res in zip(docs, results, strict=True):
+                if res.applied:
+                    assert res.document is not None
+                    to_mysql.append(res.document)
+                else:
+                    # Repeated: maybe a replay after a crash between the MongoDB half and the
+                    # MySQL one. MySQL gets MongoDB's version (a no-op when it has it).
+                    current = self.mongo.get(doc["key"])
+                    if current is not None:
+                        to_mysql.append(current)
+            self._dual_mysql_write_many(to_mysql, epoch)
+        return [res.applied for res in results]
 
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:
             return self._write_mysql(mode, epoch, doc)
-        # MongoDB cannot refuse a write from an old epoch, so the epoch and its lease are
-        # looked at again right before each request that changes MongoDB: a client stopped
-        # (SIGSTOP) since its gate finds them changed or expired when it resumes.
-        follower = self.follower
-        assert follower is not None
-
-        def still_current() -> None:
-            if not follower.lease_valid(epoch):
-                raise Fenced(f"epoch {epoch} is no longer current (or its lease expired)")
-
-        res = self.mongo.apply_snapshot(doc, before_write=still_current)
+        res = self.mongo.apply_snapshot(doc, before_write=self._still_current(epoch))
         if not res.applied and mode == "dual":
             # A repeated message is also what a restart replays after a crash between the
             # MongoDB write and the MySQL one: make sure MySQL has MongoDB's version (the
@@ -248,6 +313,125 @@ class Router:
             self._drop_writer()
             self.mongo.backlog_add(key, version, str(exc)[:200])
             logs.event("dual.queued", key=key, error=str(exc)[:200])
+
+    def _dual_mysql_write_many(self, docs: list[Document], epoch: int) -> None:
+        """`_dual_mysql_write` for a batch, in ONE transaction: the mappable documents through
+        the guarded write (epoch-checked), the unmappable ones dead-lettered beside them.
+        Whatever stops it queues every shipment of the batch in the durable backlog before
+        the batch is acknowledged."""
+        if not docs:
+            return
+        rows_by_key, rejected = map_or_reject(docs)
+        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+        try:
+            conn = self.writer_connection()
+            conn.start_transaction()
+            cur = conn.cursor()
+            if rows_by_key:
+                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+            if letters:
+                store.insert_dead_letters(cur, letters)
+            conn.commit()
+        except Fenced as exc:
+            self._finish(commit=False)
+            self._backlog_all(docs, f"fenced: {exc}")
+            self.metrics.fenced.inc()
+            assert self.follower is not None
+            self.follower.refresh_now()
+        except MySQLError as exc:
+            self._drop_writer()
+            self._backlog_all(docs, str(exc)[:200])
+            logs.event("dual.queued", size=len(docs), error=str(exc)[:200])
+        except BaseException:
+            self._finish(commit=False)  # never leave the writer inside a transaction
+            raise
+
+    def _backlog_all(self, docs: list[Document], reason: str) -> None:
+        for doc in docs:
+            self.mongo.backlog_add(doc["key"], doc["version"], reason)
+
+    def _write_many_mysql(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
+        """One MySQL transaction for the batch: the epoch fence, the row locks of every key,
+        migration on write of the shipments MySQL has not seen (mysql-primary), then one
+        guarded write of the documents newer than the stored ones.
+
+        Everything that takes time without the database (MongoDB reads, mapping) is done
+        before the transaction: it holds the control row's share lock, which every
+        transition waits for. Only the version each row gets is set under the row locks."""
+        olds = self._prefetch_olds(mode, epoch, docs)
+        mapped, rejected = map_or_reject({**d, "version": 1} for d in docs)
+        unstorable = {doc["key"]: reason for doc, reason in rejected}
+
+        def write(cur: Any) -> list[Outcome]:
+            check_epoch(cur, epoch)
+            stored = store.lock_versions(cur, [d["key"] for d in docs])
+            if mode == Mode.MYSQL_PRIMARY:
+                missing = [d["key"] for d in docs if d["key"] not in stored]
+                stored.update(self._migrate_many_on_write(cur, missing, olds))
+            outcomes: list[Outcome] = [False] * len(docs)  # False: late or repeated
+            batch: dict[str, int] = {}  # key -> index in docs
+            for i, doc in enumerate(docs):
+                key, row = doc["key"], stored.get(doc["key"])
+                if row is not None and row[1] >= doc["source_rev"]:
+                    continue
+                if key in unstorable:
+                    outcomes[i] = Unstorable(unstorable[key])
+                    continue
+                mapped[key].root["version"] = (row[0] if row else 0) + 1
+                batch[key] = i
+            if not batch:
+                return outcomes
+            result = apply_batch(cur, [mapped[k] for k in batch], written_epoch=epoch)
+            refused = sorted(set(batch) - set(result.applied_keys))
+            if refused:
+                # Not "already newer" (that was decided above under the row locks): acking
+                # them would lose messages. Roll back and run the batch again; if the guard
+                # keeps refusing, the consumer writes the batch one by one (single path).
+                raise GuardSkipped(f"the version guard skipped {', '.join(refused[:5])}")
+            for i in batch.values():
+                outcomes[i] = True
+            return outcomes
+
+        return run_in_transaction(self.writer_connection(), write)
+
+    def _prefetch_olds(self, mode: str, epoch: int, docs: list[Document]) -> _Olds:
+        """MongoDB's copies of the shipments MySQL does not hold yet, read and mapped BEFORE
+        the transaction: MongoDB is read-only in mysql-primary, so they cannot change
+        meanwhile, and a transition that began while they were read goes first (Fenced)
+        instead of waiting for them."""
+        olds = _Olds()
+        if mode != Mode.MYSQL_PRIMARY:
+            return olds
+        conn = self.writer_connection()
+        with read_snapshot(conn):
+            known = store.lock_versions_unlocked(conn.cursor(), [d["key"] for d in docs])
+        for doc in docs:
+            if doc["key"] not in known:
+                olds.add(doc["key"], self.mongo.get(doc["key"]))
+        if olds.docs:
+            self._still_current(epoch)()
+        return olds
+
+    def _migrate_many_on_write(
+        self, cur: Any, keys: list[str], olds: _Olds
+    ) -> dict[str, tuple[int, int]]:
+        """`_migrate_on_write` for `keys`, which MySQL has not seen: MongoDB's copies in."""
+        for key in keys:
+            if key not in olds.docs:  # appeared since the look before (a repair deleted it)
+                olds.add(key, self.mongo.get(key))
+        found = [olds.docs[k] for k in keys if olds.docs[k] is not None]
+        rows = [olds.rows[d["key"]] for d in found if d["key"] in olds.rows]
+        if rows:
+            apply_batch(cur, rows)
+            self.metrics.lazy.labels("write").inc(len(rows))
+        letters = [
+            document_dead_letter("lazy", d, olds.rejected[d["key"]])
+            for d in found
+            if d["key"] in olds.rejected
+        ]
+        if letters:
+            store.insert_dead_letters(cur, letters)
+        return {d["key"]: (int(d["version"]), int(d["source_rev"])) for d in found}
 
     def _write_mysql(self, mode: str, epoch: int, doc: Document) -> bool:
         key = doc["key"]
@@ -337,32 +521,48 @@ class Router:
         self._drop_writer()
 
     def idle(self) -> None:
-        """Between messages: retry the dual-write backlog while MySQL is reachable."""
+        """Between messages: retry the dual-write backlog while MySQL is reachable, in
+        batches of IDLE_BATCH shipments, each one gate and one guarded transaction."""
         if self.follower is None or self.mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
             return
         keys = self.mongo.backlog_keys(limit=200)
         self.metrics.backlog.set(len(keys))
+        for i in range(0, len(keys), IDLE_BATCH):
+            if not self._retry_backlog(keys[i : i + IDLE_BATCH]):
+                return
+
+    def _retry_backlog(self, keys: list[str]) -> bool:
+        """Write MongoDB's copies of `keys` to MySQL; False when it could not (stop for now)."""
+        assert self.follower is not None
+        mode, epoch = self.follower.gate()
+        try:
+            if mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
+                return False
+            docs = [d for d in (self.mongo.get(k) for k in keys) if d is not None]
+            rows_by_key, rejected = map_or_reject(docs)
+            letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+
+            def write(cur: Any) -> None:
+                if rows_by_key:
+                    apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+                if letters:
+                    store.insert_dead_letters(cur, letters)
+
+            run_in_transaction(self.writer_connection(), write)
+        except Fenced:
+            self.follower.refresh_now()
+            return False
+        except MySQLError as exc:
+            logs.event("backlog.retry_failed", error=str(exc), keys=len(keys))
+            self._drop_writer()
+            return False
+        finally:
+            self.follower.release()
+        # Outside the gate: only this thread adds to the backlog, and a flip's pause step
+        # that drained these keys meanwhile leaves nothing a second removal could lose.
         for key in keys:
-            mode, epoch = self.follower.gate()
-            try:
-                if mode not in (Mode.DUAL, Mode.MYSQL_PRIMARY):
-                    return
-                doc = self.mongo.get(key)
-                if doc is not None:
-                    guarded_write(self.writer_connection(), doc, epoch=epoch)
-                self.mongo.backlog_remove(key)
-            except Fenced:
-                self.follower.refresh_now()
-                return
-            except InvalidDocument as exc:
-                self._dead_letter_mysql(document_dead_letter("dual", doc, exc.reason))
-                self.mongo.backlog_remove(key)
-            except MySQLError as exc:
-                logs.event("backlog.retry_failed", error=str(exc), key=key)
-                self._drop_writer()
-                return
-            finally:
-                self.follower.release()
+            self.mongo.backlog_remove(key)
+        return True
 
     # -- reads ----------------------------------------------------------------------------------
     def read(self, key: str) -> ReadResult:

@@ -44,6 +44,9 @@ class Sink(Protocol):
 
     def write(self, doc: Document) -> bool: ...  # True if applied, False if stale
 
+    # One outcome per document of distinct keys: True, False (stale) or Unstorable.
+    def write_many(self, docs: list[Document]) -> list[bool | Unstorable]: ...
+
     def dead_letter(
         self, *, reason: str, category: str, raw: bytes, seq: int | None, key: str | None
     ) -> bool: ...
@@ -103,8 +106,8 @@ class Consumer:
         self.finished = False  # saw the source's end marker
         self._counted = False  # the frame in hand was counted as received
         self._last_idle = time.monotonic()
-        # Micro-batches of documents (raw frame, document), for sinks that take them.
-        self._batching = bool(getattr(sink, "batches_writes", False))
+        # The micro-batch in hand: (raw frame, document), written on size, age, idle,
+        # offset save, a repeated key, or a rejected frame (whose offset comes after them).
         self._batch: list[tuple[bytes, Document]] = []
         self._batch_started = time.monotonic()
         self._first_at: float | None = None
@@ -240,16 +243,13 @@ class Consumer:
         except Malformed as exc:
             self._reject(raw, seq, exc.category, exc.reason, counted=True, key=_key_hint(msg))
             return
-        if self._batching:
-            if any(d["key"] == doc["key"] for _, d in self._batch):
-                self._flush_batch()  # one key once per batch: its messages stay in order
-            if not self._batch:
-                self._batch_started = time.monotonic()
-            self._batch.append((raw, doc))
-            if len(self._batch) >= BATCH_MAX:
-                self._flush_batch()
-            return
-        self._write_one(raw, doc)
+        if any(d["key"] == doc["key"] for _, d in self._batch):
+            self._flush_batch()  # one key once per batch: its messages stay in order
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append((raw, doc))
+        if len(self._batch) >= BATCH_MAX:
+            self._flush_batch()
 
     def _write_one(self, raw: bytes, doc: Document) -> None:
         try:
@@ -271,12 +271,13 @@ class Consumer:
     # -- micro-batches -------------------------------------------------------------------------
     def _flush_batch(self) -> None:
         """Write the documents in hand. Their offsets advance only once they are written;
-        a transient failure drops the batch from memory and the stream replays it."""
+        a transient failure drops the batch from memory and the stream replays it. A
+        document the store refuses is dead-lettered, the rest of the batch stands."""
         batch, self._batch = self._batch, []
         if not batch:
             return
         try:
-            results = self.sink.write_many([doc for _, doc in batch])  # type: ignore[attr-defined]
+            results = self.sink.write_many([doc for _, doc in batch])
         except Stopped:
             raise
         except Exception as exc:
@@ -286,8 +287,14 @@ class Consumer:
             for raw, doc in batch:
                 self._write_isolated(raw, doc)
         else:
-            for (_, doc), applied in zip(batch, results, strict=True):
-                self._stored(doc, applied)
+            for (raw, doc), outcome in zip(batch, results, strict=True):
+                if isinstance(outcome, Unstorable):
+                    self._reject(
+                        raw, doc["source_seq"], "unmappable", outcome.reason, counted=True,
+                        key=doc["key"],
+                    )  # fmt: skip
+                else:
+                    self._stored(doc, outcome)
         if self._first_at is not None:
             self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
 

@@ -142,6 +142,34 @@ def lock_version(cur: Any, key: str) -> tuple[int, int] | None:
     return None if row is None else (int(row[0]), int(row[1]))
 
 
+LOCK_CHUNK = 500  # keys per statement
+
+
+def lock_versions(cur: Any, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """`lock_version` for many keys: {key: (version, source_rev)} of the stored ones, all
+    row-locked (and, under REPEATABLE READ, the gaps of the absent ones) to the end of the
+    transaction, in key order so that every writer takes them in the same order."""
+    return _versions(cur, keys, " FOR UPDATE")
+
+
+def lock_versions_unlocked(cur: Any, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """`lock_versions` as a plain consistent read: no lock, for a look before the write."""
+    return _versions(cur, keys, "")
+
+
+def _versions(cur: Any, keys: Iterable[str], lock: str) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for chunk in chunks(sorted(set(keys)), LOCK_CHUNK):
+        cur.execute(
+            "SELECT shipment_key, version, source_rev FROM shipment WHERE shipment_key IN "
+            f"({placeholders(len(chunk))}) ORDER BY shipment_key{lock}",
+            tuple(chunk),
+        )
+        for key, version, rev in cur.fetchall():
+            found[key] = (int(version), int(rev))
+    return found
+
+
 def delete_shipment(cur: Any, key: str) -> None:
     """Children go with it (ON DELETE CASCADE). Only repair deletes."""
     cur.execute("DELETE FROM shipment WHERE shipment_key = %s", (key,))
