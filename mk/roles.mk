@@ -48,7 +48,8 @@ lint-roles: deps-roles
 # Two chains run side by side (one per core), scenarios in a chain one after another: the
 # client's scenario prepares the mongodb and source hosts, so it follows their scenarios in
 # the same chain; the other roles share no host with it. Each scenario's output goes to
-# .state/molecule/<role>.log, printed when it ends. Throwaway passwords per run; the FerretDB
+# .state/molecule/<role>.log, printed when it ends. Each chain runs in a process group of its
+# own (set -m: a background job of a script would ignore Ctrl-C), stopped on INT/TERM. Throwaway passwords per run; the FerretDB
 # binary, the wheelhouse and the lab's base image are built first. XDG_CACHE_HOME: molecule's
 # per-scenario state under this checkout, so another checkout's molecule run is left alone.
 MOLECULE_LAB    := mol
@@ -56,8 +57,10 @@ MOLECULE_CHAINS := lazyshift_mongodb,lazyshift_mock_source,lazyshift_client \
                    lazyshift_mysql,lazyshift_common,lazyshift_tools
 MOLECULE_LOGS   := $(STATE)/molecule
 molecule: deps-roles deps-ferretdb wheelhouse lab-base
-	@set -e; trap 'LAB_NAME=$(MOLECULE_LAB) bash tools/lab/lab.sh down >/dev/null 2>&1 || true' EXIT; \
-	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	@set -e; pids=""; \
+	stop_chains() { for p in $$pids; do kill -TERM -- -$$p 2>/dev/null || true; done; wait; }; \
+	trap 'LAB_NAME=$(MOLECULE_LAB) bash tools/lab/lab.sh down >/dev/null 2>&1 || true' EXIT; \
+	trap 'stop_chains; exit 130' INT; trap 'stop_chains; exit 143' TERM; \
 	mkdir -p $(MOLECULE_LOGS); \
 	export LAZYSHIFT_MOLECULE_KEEP=1 LAZYSHIFT_MOLECULE_LAB=$(MOLECULE_LAB) \
 	  XDG_CACHE_HOME="$(abspath $(MOLECULE_LOGS))/cache" \
@@ -75,7 +78,7 @@ molecule: deps-roles deps-ferretdb wheelhouse lab-base
 	    fi; \
 	  done; \
 	}; \
-	pids=""; for c in $(MOLECULE_CHAINS); do chain $$c & pids="$$pids $$!"; done; \
+	set -m; for c in $(MOLECULE_CHAINS); do chain $$c & pids="$$pids $$!"; done; set +m; \
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
 	[ $$rc -eq 0 ] && echo "== molecule: every scenario passed in $$SECONDS s"; exit $$rc
 
