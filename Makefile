@@ -20,7 +20,7 @@ export LAZYSHIFT_FERRETDB_BIN ?= $(FERRETDB)
 -include mk/roles.mk
 
 .PHONY: help deps test-deps deps-apt deps-python deps-node deps-ferretdb demo test test-python \
-        test-node test-lab test-faults lint bench stack-up stack-down clean
+        test-node test-py test-lab test-faults lint bench stack-up stack-down clean
 
 help:
 	@echo "make demo   - bring up the local stack and walk the five stages with live traffic"
@@ -65,7 +65,15 @@ with_test_stack = trap '$(LAZYSHIFT) dev down $(TEST_STACK) >/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(LAZYSHIFT) dev up $(TEST_STACK) >/dev/null && $(1)
 
+# make test: the checks first (ruff, ansible-lint), then three runs side by side, each
+# cleaning up after itself (failure, Ctrl-C, SIGTERM): the Node and Python suites on the
+# local test stack (test-py), molecule on the lab `mol` and the end-to-end run on the lab
+# `e2e` (test-lab). make waits for all three and fails if any failed; each one's output is
+# printed when it ends (--output-sync).
 test: test-deps lint lint-roles
+	@$(MAKE) -s -j3 --output-sync=target test-py molecule test-lab-e2e
+
+test-py: test-deps
 	cd tools/mock-source && npm test --silent
 	@$(call with_test_stack,$(VENV)/bin/pytest -q -p no:cacheprovider tests)
 
@@ -76,9 +84,9 @@ FAULTS_TEST := tests/integration/dev/test_faults.py::test_a_fixed_fault_schedule
 test-faults: deps
 	@$(call with_test_stack,$(VENV)/bin/pytest -q -p no:cacheprovider $(FAULTS_TEST))
 
-# The lab runs (molecule per role, then the stage playbooks end to end on six systemd hosts):
-# not yet in `make test` -- neither has completed a run here (issue 8 is open).
-test-lab: molecule test-lab-e2e
+# The lab half of make test alone: molecule (every role) beside the end-to-end run.
+test-lab:
+	@$(MAKE) -s -j2 --output-sync=target molecule test-lab-e2e
 
 lint: deps-python
 	$(VENV)/bin/ruff check tools tests bench

@@ -117,7 +117,7 @@ gate: deps-ansible infra-check
 # lab on this machine: pick another name (and LAB_SUBNET if its subnet is taken).
 E2E_LAB_NAME ?= e2e
 E2E_LAB := LAB_NAME=$(E2E_LAB_NAME) $(if $(LAB_SUBNET),LAB_SUBNET=$(LAB_SUBNET))
-test-lab-e2e: deps-python deps-ansible deps-roles deps-ferretdb wheel
+test-lab-e2e: deps-python deps-ansible deps-roles deps-ferretdb wheel lab-base
 	@trap '$(E2E_LAB) bash tools/lab/lab.sh down >/dev/null' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	  $(E2E_LAB) bash tools/lab/lab.sh up && \
 	  $(E2E_LAB) LAZYSHIFT_LAB_E2E=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/infra/test_lab_e2e.py

@@ -44,22 +44,43 @@ lint-roles: deps-roles
 
 # molecule: every role's scenario (roles/<role>/molecule/default) on one lab of its own
 # (LAB_NAME=mol): the hosts are booted once and kept between scenarios
-# (LAZYSHIFT_MOLECULE_KEEP=1), the databases' scenarios before their clients' (whose prepare
-# then finds them converged), and the lab is powered off at the end, also on failure.
-# Throwaway passwords per run; the FerretDB binary and the wheelhouse are built first.
-MOLECULE_LAB := mol
-molecule: deps-roles deps-ferretdb wheelhouse
-	@set -e; trap 'LAB_NAME=$(MOLECULE_LAB) bash tools/lab/lab.sh down >/dev/null 2>&1 || true' EXIT; \
-	trap 'exit 130' INT; trap 'exit 143' TERM; \
+# (LAZYSHIFT_MOLECULE_KEEP=1), and the lab is powered off at the end, also on failure.
+# Two chains run side by side (one per core), scenarios in a chain one after another: the
+# client's scenario prepares the mongodb and source hosts, so it follows their scenarios in
+# the same chain; the other roles share no host with it. Each scenario's output goes to
+# .state/molecule/<role>.log, printed when it ends. Each chain runs in a process group of its
+# own (set -m: a background job of a script would ignore Ctrl-C), stopped on INT/TERM. Throwaway passwords per run; the FerretDB
+# binary, the wheelhouse and the lab's base image are built first. XDG_CACHE_HOME: molecule's
+# per-scenario state under this checkout, so another checkout's molecule run is left alone.
+MOLECULE_LAB    := mol
+MOLECULE_CHAINS := lazyshift_mongodb,lazyshift_mock_source,lazyshift_client \
+                   lazyshift_mysql,lazyshift_common,lazyshift_tools
+MOLECULE_LOGS   := $(STATE)/molecule
+molecule: deps-roles deps-ferretdb wheelhouse lab-base
+	@set -e; pids=""; \
+	stop_chains() { for p in $$pids; do kill -TERM -- -$$p 2>/dev/null || true; done; wait; }; \
+	trap 'LAB_NAME=$(MOLECULE_LAB) bash tools/lab/lab.sh down >/dev/null 2>&1 || true' EXIT; \
+	trap 'stop_chains; exit 130' INT; trap 'stop_chains; exit 143' TERM; \
+	mkdir -p $(MOLECULE_LOGS); \
 	export LAZYSHIFT_MOLECULE_KEEP=1 LAZYSHIFT_MOLECULE_LAB=$(MOLECULE_LAB) \
+	  XDG_CACHE_HOME="$(abspath $(MOLECULE_LOGS))/cache" \
 	  LAZYSHIFT_FERRETDB_BIN="$(abspath $(FERRETDB))" \
 	  LAZYSHIFT_MYSQL_APP_PASSWORD=$$(python3 -c "import secrets; print(secrets.token_hex(16))") \
 	  LAZYSHIFT_MYSQL_MIGRATE_PASSWORD=$$(python3 -c "import secrets; print(secrets.token_hex(16))") \
 	  PATH="$(abspath $(ANSIBLE_VENV))/bin:$$PATH"; \
-	for role in $(MOLECULE_ROLES); do \
-	  echo "== molecule test: $$role"; \
-	  (cd roles/$$role && molecule test) || exit 1; \
-	done
+	chain() { \
+	  local role start; for role in $${1//,/ }; do \
+	    start=$$SECONDS; \
+	    if (cd roles/$$role && molecule test) >$(MOLECULE_LOGS)/$$role.log 2>&1; then \
+	      echo "== molecule test: $$role passed in $$((SECONDS - start)) s"; \
+	    else \
+	      cat $(MOLECULE_LOGS)/$$role.log; echo "== molecule test: $$role FAILED (log above)"; return 1; \
+	    fi; \
+	  done; \
+	}; \
+	set -m; for c in $(MOLECULE_CHAINS); do chain $$c & pids="$$pids $$!"; done; set +m; \
+	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	[ $$rc -eq 0 ] && echo "== molecule: every scenario passed in $$SECONDS s"; exit $$rc
 
 # What make test runs from this file: ansible-lint (production profile) and molecule.
 test-roles: lint-roles molecule

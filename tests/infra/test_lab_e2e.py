@@ -2,9 +2,10 @@
 `make stage5` (the commands the Jenkinsfile calls) against real systemd hosts over SSH, with
 the mock streaming. On the way: a client unit killed with SIGKILL mid-stream is restarted by
 systemd, the host tests (tests/hosts, testinfra) pass on the migrated hosts, `lazyshift
-verify` finds zero differences, re-running stages 1 and 2 after the flip changes nothing
-that matters, and at the end MySQL holds every shipment the source emitted at its latest
-version.
+verify` finds zero differences, the flip commits only once stage 3 has revoked MongoDB's
+writes and released it (`mode set --hold`), re-running stages 1 and 2 after the flip
+changes nothing that matters, and at the end MySQL holds every shipment the source emitted
+at its latest version.
 
 Run through `make test-lab-e2e` (part of `make test`): it boots the lab `e2e` first and
 powers it off afterwards whatever happens. Collected only then (tests/infra/conftest.py).
@@ -195,7 +196,9 @@ def test_the_ladder_on_the_lab(lab: dict[str, str], extra_vars: Path) -> None:
     # (checked at the end against the source's own log).
     _kill_client_and_see_it_restarted(lab)
     _make("gate", extra_vars, "-e lazyshift_gate_require_advance=false")
-    _make("stage3", extra_vars)
+    # The flip is held until the playbook revoked MongoDB's writes and released it.
+    flip = _make("stage3", extra_vars)
+    assert "held until released" in flip, flip[-3000:]
 
     # Re-running stages 1 and 2 after the flip: no client goes back to MongoDB-only, no
     # mode change, MongoDB stays read-only (the mode is still mysql-primary afterwards).

@@ -14,7 +14,9 @@
 #   LAB_NAME    lab name (default: lab). Two labs with different names coexist (molecule's
 #               and the e2e's); two checkouts never collide (the bridge name hashes the path).
 #   LAB_SUBNET  first three octets of the lab's /24 (default: 10.78.N, N hashed from
-#               checkout + name). Bridge = .1, hosts = .11, .12, ... in the order of LAB_HOSTS.
+#               checkout + name; if another interface or route holds that /24, the next free
+#               10.78.N, kept in $LAB_STATE/$LAB_NAME/subnet while the lab lives). Set, it
+#               is used as given or refused. Bridge = .1, hosts = .11, .12, ... (LAB_HOSTS).
 #   LAB_HOSTS   host names of a full lab (default: the Terraform roles below).
 #   LAB_STATE   state folder (default: <checkout>/.state/lab). Base image, debootstrap cache,
 #               ssh key and per-host apt caches are shared by every lab under it.
@@ -47,6 +49,9 @@ HOSTS=$DIR/hosts
 # One hash per (checkout, lab name): bridge, machine names and default subnet derive from it.
 TAG=$(printf '%s' "$LAB_STATE/$LAB_NAME" | sha1sum | cut -c1-6)
 BR=lz$TAG
+SUBNET_FILE=$DIR/subnet
+SUBNET_SET=${LAB_SUBNET:+yes}
+if [ -z "${LAB_SUBNET:-}" ] && [ -s "$SUBNET_FILE" ]; then LAB_SUBNET=$(cat "$SUBNET_FILE"); fi
 LAB_SUBNET=${LAB_SUBNET:-10.78.$((16#${TAG:0:4} % 250 + 1))}
 [[ $LAB_SUBNET =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "lab: LAB_SUBNET is three octets, e.g. 10.78.5" >&2; exit 2; }
 PKGS=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,sudo,iproute2,procps,apt-utils,ca-certificates,e2fsprogs,util-linux,udev,kmod,less
@@ -109,14 +114,35 @@ EOF
   log "base ready: $(du -sh "$BASE" 2>/dev/null | cut -f1) in $BASE"
 }
 
+subnet_taken() {  # an address or a route of this machine inside $1.0/24
+  ip -4 -o addr show | grep -q " inet $1\.[0-9]*/" || ip -4 route show | grep -q "^$1\.0/24 "
+}
+
+# Another lab (this or another checkout: the hashed default may coincide) on the same subnet
+# would take our traffic: take the next free 10.78.N, unless LAB_SUBNET was given.
+pick_subnet() {
+  local n i
+  subnet_taken "$LAB_SUBNET" || return 0
+  [ -z "$SUBNET_SET" ] || die "subnet $LAB_SUBNET.0/24 is taken by another interface: set another LAB_SUBNET"
+  n=${LAB_SUBNET##*.}
+  for i in $(seq 1 250); do
+    LAB_SUBNET=10.78.$(((n + i - 1) % 250 + 1))
+    subnet_taken "$LAB_SUBNET" || { log "subnet taken, using $LAB_SUBNET.0/24"; return 0; }
+  done
+  die "no free subnet in 10.78.0.0/16: set LAB_SUBNET"
+}
+
 net_up() {
   if ! ip link show "$BR" >/dev/null 2>&1; then
-    # Another lab (this or another checkout) on the same subnet would take our traffic.
-    if ip -4 -o addr show | grep -q " $LAB_SUBNET\.1/"; then
-      die "subnet $LAB_SUBNET.0/24 is taken by another interface: set LAB_SUBNET"
-    fi
+    # One lab at a time picks and claims its subnet, machine-wide (every checkout's labs).
+    exec 7>/run/lazyshift-lab-net.lock
+    flock 7
+    pick_subnet
+    nft delete table ip "$BR" 2>/dev/null || true  # a stale one may name an old subnet
     ip link add "$BR" type bridge
     ip addr add "$LAB_SUBNET.1/24" dev "$BR"
+    echo "$LAB_SUBNET" >"$SUBNET_FILE"
+    flock -u 7
   fi
   ip link set "$BR" up
   sysctl -qw net.ipv4.ip_forward=1
@@ -294,7 +320,7 @@ cmd_down() {
   [ $# -gt 0 ] || set -- $(running_hosts)
   for h in "$@"; do host_down "$h"; done
   if [ -z "$(running_hosts)" ]; then
-    rm -f "$DIR/hosts.yml" "$DIR/ssh_config"
+    rm -f "$DIR/hosts.yml" "$DIR/ssh_config" "$SUBNET_FILE"
     nft delete table ip "$BR" 2>/dev/null || true
     ip link del "$BR" 2>/dev/null || true
   else

@@ -21,9 +21,10 @@ def mode() -> None:
 def mode_show(ctx: Ctx) -> None:
     """Print the current mode, epoch and whether a transition is draining."""
     from lazyshift.control.ladder import Mode, stage_of
-    from lazyshift.control.plane import get_state
+    from lazyshift.control.plane import get_state, held
 
     st = get_state(ctx.settings())
+    held_for = None if st.stable else held(ctx.settings())
     data = {
         "mode": st.mode,
         "stage": stage_of(Mode(st.mode)),
@@ -32,12 +33,14 @@ def mode_show(ctx: Ctx) -> None:
         "target_mode": st.target_mode,
         "flip_epoch": st.flip_epoch,
         "changed_at": st.changed_at,
+        "held": held_for is not None,
     }
     ctx.emit(
         data,
         human=lambda: console.print(
             f"mode [bold]{st.mode}[/bold] (stage {data['stage']}), epoch {st.epoch}, {st.state}"
             + (f" -> {st.target_mode}" if st.target_mode else "")
+            + (", held until `lazyshift mode release`" if held_for is not None else "")
         ),
     )
 
@@ -49,20 +52,45 @@ def mode_show(ctx: Ctx) -> None:
     type=float,
     default=30.0,
     show_default=True,
-    help="Seconds to wait for every live client to acknowledge.",
+    help="Seconds to wait for every live client to acknowledge (and, with --hold, as long "
+    "again for the release).",
+)
+@click.option(
+    "--hold",
+    is_flag=True,
+    help="Once every client acknowledged (writes paused), wait for `lazyshift mode release` "
+    "before committing TARGET; not released within --timeout: the old mode stays.",
 )
 @pass_ctx
-def mode_set(ctx: Ctx, target: str, timeout: float) -> None:
+def mode_set(ctx: Ctx, target: str, timeout: float, hold: bool) -> None:
     """Move one rung up or down the ladder; returns when every live client is in TARGET.
 
     Refused (exit 1, nothing changed) when the rung's requirements do not hold: the same
     reasons `lazyshift status` gives for its gate. Going down is a rollback (see `lazyshift
     rollback`). Fails, leaving the old mode in force, if a client does not acknowledge in
     time.
+
+    With --hold, a step that must happen while writes are paused runs between the drain and
+    the commit: stage 3 revokes MongoDB's write role, then runs `lazyshift mode release`. If
+    that step dies, the held transition times out and the old mode stays (give back anything
+    the step took away, e.g. MongoDB's write role, and run stage 3 again).
     """
     from lazyshift.control.plane import set_mode
 
-    _transition(ctx, lambda s: set_mode(s, target, timeout_s=timeout))
+    _transition(ctx, lambda s: set_mode(s, target, timeout_s=timeout, hold=hold))
+
+
+@mode.command("release")
+@pass_ctx
+def mode_release(ctx: Ctx) -> None:
+    """Let a `mode set --hold` commit its mode (the step it waited for is done).
+
+    Fails (exit 1) when no transition is draining: the held `mode set` timed out and the old
+    mode stays, or none was started."""
+    from lazyshift.control.plane import release
+
+    epoch = release(ctx.settings())
+    ctx.emit({"ok": True, "released_epoch": epoch}, human=f"released epoch {epoch}")
 
 
 @mode.command("abort")

@@ -39,6 +39,7 @@ from lazyshift.core import mysql_store as store
 from lazyshift.core.mysql_store import ControlState
 
 ACK_POLL_S = 0.02
+HOLD_POLL_S = 0.1
 
 
 @dataclass
@@ -66,12 +67,14 @@ def set_mode(
     *,
     timeout_s: float = 30.0,
     heartbeat_timeout_s: float | None = None,
+    hold: bool = False,
 ) -> TransitionResult:
     """Move the control plane one rung; return when every live client acknowledged.
 
     Refused (TransitionError, nothing changed) when the rung does not exist or its
     requirements do not hold. Any failure after the drain began restores the old mode under
-    a fresh epoch.
+    a fresh epoch. `hold`: once every client acknowledged, wait (up to `timeout_s` more) for
+    `lazyshift mode release` before committing; not released in time = a failed transition.
     """
     target_mode = parse_mode(target)
     hb_timeout = heartbeat_timeout_s or settings.client.heartbeat_timeout_s
@@ -107,7 +110,7 @@ def set_mode(
                 _mirror_intent(settings, memo, st, step)
             try:
                 result = _drain_and_commit(
-                    settings, conn, st, step, memo, notes, hb_timeout, timeout_s
+                    settings, conn, st, step, memo, notes, hb_timeout, timeout_s, hold
                 )
             finally:
                 notes.append(_sync_mirror(settings, conn, memo, clear_intent=intent))
@@ -198,6 +201,7 @@ def _drain_and_commit(
     notes: list[str],
     hb_timeout: float,
     timeout_s: float,
+    hold: bool = False,
 ) -> TransitionResult:
     cur = conn.cursor()
     target, during_pause = step.target, step.during_pause
@@ -207,6 +211,8 @@ def _drain_and_commit(
     result = TransitionResult(st.mode, target.value, new_epoch, 0.0, notes=notes)
     try:
         _wait_for_acks(cur, conn, new_epoch, hb_timeout, timeout_s, result)
+        if hold:
+            _wait_for_release(cur, conn, new_epoch, timeout_s, result)
         conn.commit()  # the pause step starts its own transactions
         if during_pause:
             result.notes.append(
@@ -309,6 +315,26 @@ def _wait_for_acks(
         time.sleep(ACK_POLL_S)
 
 
+def _wait_for_release(
+    cur: Any, conn: MySQLConnectionAbstract, epoch: int, timeout_s: float, result: TransitionResult
+) -> None:
+    """`--hold`: writes are paused everywhere; the operator's step (stage 3: revoke MongoDB's
+    writes) runs now, and `lazyshift mode release` lets the new mode be committed."""
+    store.begin_hold(cur, epoch)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn.commit()  # a fresh snapshot each poll
+        if store.released(cur, epoch):
+            result.notes.append(f"held until released (epoch {epoch})")
+            return
+        if time.monotonic() > deadline:
+            raise TransitionError(
+                f"held at epoch {epoch} and not released (`lazyshift mode release`) within "
+                f"{timeout_s:.0f}s: the old mode stays in force"
+            )
+        time.sleep(HOLD_POLL_S)
+
+
 def _abort(conn: MySQLConnectionAbstract, epoch: int, old_mode: str) -> None:
     """Restore the old mode under a fresh epoch (clients re-sync and resume)."""
     try:
@@ -338,6 +364,31 @@ def abort(settings: Settings) -> ControlState:
     finally:
         steps.close(memo)
         conn.close()
+
+
+def held(settings: Settings) -> int | None:
+    """The epoch a `mode set --hold` is waiting to be released for, if any."""
+    conn = my.connect(settings.mysql, autocommit=True)
+    try:
+        return store.held_epoch(conn.cursor())
+    finally:
+        conn.close()
+
+
+def release(settings: Settings) -> int:
+    """Let a `mode set --hold` commit: release the transition draining now; its epoch."""
+    conn = my.connect(settings.mysql)
+    try:
+        epoch = store.release_draining(conn.cursor())
+        conn.commit()
+    finally:
+        conn.close()
+    if epoch is None:
+        raise TransitionError(
+            "no transition is draining: nothing to release (the held `mode set` already "
+            "timed out and the old mode stays, or it was never started); see `lazyshift mode show`"
+        )
+    return epoch
 
 
 # -- the mode mirror in MongoDB (router.read's answer when it cannot reach MySQL) ----------------

@@ -277,6 +277,40 @@ def restore_mode(cur: Any, mode: str, epoch: int) -> None:
     cur.execute(RESTORE_MODE, (mode, epoch + 1, epoch))
 
 
+# `mode set --hold`: the flip commits only once someone released its draining epoch (the
+# stage 3 playbook, after MongoDB's writes are revoked). A release may come before the hold
+# begins; one for an older epoch releases nothing.
+def release_draining(cur: Any) -> int | None:
+    """Release the transition draining now; its epoch, or None if none is draining."""
+    cur.execute(
+        "UPDATE lazyshift_control SET released_epoch = epoch WHERE id = 1 AND state = 'draining'"
+    )
+    # Read back rather than trust rowcount: a second release changes no row but is no error.
+    rows = _rows(cur, "SELECT epoch, state FROM lazyshift_control WHERE id = 1")
+    return int(rows[0]["epoch"]) if rows and rows[0]["state"] == "draining" else None
+
+
+def begin_hold(cur: Any, epoch: int) -> None:
+    cur.execute(
+        "UPDATE lazyshift_control SET held_epoch = %s WHERE id = 1 AND epoch = %s", (epoch, epoch)
+    )
+
+
+def released(cur: Any, epoch: int) -> bool:
+    value = _scalar(cur, "SELECT released_epoch FROM lazyshift_control WHERE id = 1")
+    return value is not None and int(value) == epoch
+
+
+def held_epoch(cur: Any) -> int | None:
+    """The draining epoch a `mode set --hold` waits to be released for (None: none)."""
+    value = _scalar(
+        cur,
+        "SELECT epoch FROM lazyshift_control WHERE id = 1 AND state = 'draining' "
+        "AND held_epoch = epoch AND NOT released_epoch <=> epoch",
+    )
+    return None if value is None else int(value)
+
+
 # Re-entering dual after mongo: MySQL's copies are stale until a reconcile has run.
 def mark_reconcile_needed(cur: Any, epoch: int) -> None:
     cur.execute(
