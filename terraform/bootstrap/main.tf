@@ -42,57 +42,23 @@ resource "aws_kms_alias" "this" {
   target_key_id = aws_kms_key.this.key_id
 }
 
-resource "aws_s3_bucket" "this" {
-  # checkov:skip=CKV_AWS_18:Access logs need a second bucket; CloudTrail data events are the account's choice, and every state version is kept (versioning).
-  # checkov:skip=CKV_AWS_144:Cross-region replication needs a second region and key, an account-level decision; versioning keeps every state version.
-  # checkov:skip=CKV2_AWS_62:Nothing consumes state bucket events.
+# State holds resource attributes: a private bucket (modules/s3-bucket), only over TLS.
+# (moto ignores the TLS condition and denies every object request, so the emulator run
+# leaves the policy out.)
+module "bucket" {
+  source = "../modules/s3-bucket"
+
   bucket        = local.bucket
+  kms_key_arn   = aws_kms_key.this.arn
   force_destroy = var.force_destroy
-
-  tags = merge(local.tags, { Name = local.bucket })
-}
-
-resource "aws_s3_bucket_ownership_controls" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_versioning" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.this.arn
-    }
-    bucket_key_enabled = true
-  }
+  attach_policy = !var.api_emulator
+  tags          = local.tags
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
   count = var.api_emulator ? 0 : 1
 
-  bucket = aws_s3_bucket.this.id
+  bucket = module.bucket.id
 
   rule {
     id     = "old-state-versions"
@@ -109,29 +75,38 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
-  depends_on = [aws_s3_bucket_versioning.this]
+  depends_on = [module.bucket]
 }
 
-# State holds resource attributes: only over TLS. (moto ignores the condition and denies
-# every object request, so the emulator run leaves the policy out.)
-resource "aws_s3_bucket_policy" "this" {
-  count = var.api_emulator ? 0 : 1
+# The bucket's resources moved into modules/s3-bucket: existing states follow them.
+moved {
+  from = aws_s3_bucket.this
+  to   = module.bucket.aws_s3_bucket.this
+}
 
-  bucket = aws_s3_bucket.this.id
+moved {
+  from = aws_s3_bucket_ownership_controls.this
+  to   = module.bucket.aws_s3_bucket_ownership_controls.this
+}
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid       = "DenyPlainHTTP"
-      Effect    = "Deny"
-      Principal = "*"
-      Action    = "s3:*"
-      Resource  = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
-      Condition = { Bool = { "aws:SecureTransport" = "false" } }
-    }]
-  })
+moved {
+  from = aws_s3_bucket_public_access_block.this
+  to   = module.bucket.aws_s3_bucket_public_access_block.this
+}
 
-  depends_on = [aws_s3_bucket_public_access_block.this]
+moved {
+  from = aws_s3_bucket_versioning.this
+  to   = module.bucket.aws_s3_bucket_versioning.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.this
+  to   = module.bucket.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.this
+  to   = module.bucket.aws_s3_bucket_policy.this
 }
 
 ################################################################################

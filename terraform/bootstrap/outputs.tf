@@ -1,6 +1,6 @@
 output "bucket" {
   description = "Name of the state bucket (TF_STATE_BUCKET for make stage0)."
-  value       = aws_s3_bucket.this.id
+  value       = module.bucket.id
 }
 
 output "region" {

@@ -18,6 +18,7 @@ ROOT_MODULES = [
     "modules/kms",
     "modules/network",
     "modules/host",
+    "modules/s3-bucket",
     "modules/archive",
     "modules/stack",
     "envs/dev",

