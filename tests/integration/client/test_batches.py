@@ -95,12 +95,13 @@ def _written_epochs(settings: Settings, keys: list[str]) -> dict[str, int | None
 
 
 def _lock_waits(mysql_root) -> list[str]:
-    """The statements of transactions waiting for a lock right now."""
+    """The statements other connections are running right now (the processlist: MariaDB's
+    INNODB_TRX may leave out a transaction waiting in its first locking read)."""
     mysql_root.commit()
     cur = mysql_root.cursor()
     cur.execute(
-        "SELECT COALESCE(trx_query, '') FROM information_schema.INNODB_TRX "
-        "WHERE trx_state = 'LOCK WAIT'"
+        "SELECT COALESCE(info, '') FROM information_schema.PROCESSLIST "
+        "WHERE command = 'Query' AND id <> CONNECTION_ID()"
     )
     out = [r[0] for r in cur.fetchall()]
     cur.close()
@@ -141,7 +142,12 @@ def test_a_flip_waits_for_the_batch_in_flight(migrated, router, connect, mysql_r
 
     try:
         writer = run("batch", lambda: router.write_many(batch))
-        poll(lambda: any("shipment" in q for q in _lock_waits(mysql_root)), "the batch to wait")
+        poll(
+            lambda: any(
+                "FROM shipment" in q and "FOR UPDATE" in q for q in _lock_waits(mysql_root)
+            ),
+            "the batch to wait",
+        )
         flip = run("flip", lambda: plane.set_mode(migrated, "mysql-primary", timeout_s=60))
         poll(
             lambda: not flip.is_alive()
