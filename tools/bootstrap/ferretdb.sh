@@ -16,6 +16,7 @@
 #    `{_id: {$eq: k}}`), whatever other conditions it has (stock: only a one-key filter), for
 #    find, explain, update/replace, findAndModify and delete alike: a compare-and-swap
 #    `{_id: k, version: n}` is one indexed lookup (the handler still applies the whole filter).
+#    So is `{_id: {$in: [...]}}` of up to 1000 strings/ObjectIDs (a batch's reads by key).
 # 2. _id ranges sorted by _id (the backfill's and verify's read): stock FerretDB decodes every
 #    document of the collection, filters and sorts them in memory before the first batch (74 s
 #    and 2.9 GB at 100k shipments). With the patch, a filter whose `_id` condition is only

@@ -208,3 +208,22 @@ def test_concurrent_compare_and_swaps_of_one_document_never_both_win(ids_collect
     finally:
         coll.database.client.close()
     assert ids_collection.find_one({"_id": "counter"})["n"] == sum(wins), wins
+
+
+def test_an_id_list_uses_the_unique_index_and_finds_exactly_its_members(ids_collection) -> None:
+    """`_id: {$in: [...]}` of strings/ObjectIDs (a batch's compare-and-swap reads)."""
+    oid = next(i for i in OTHER_IDS if isinstance(i, ObjectId))
+    members = ["k-0002", "a ", 'a"', "日本", "missing", oid]
+    flt = {"_id": {"$in": members}, "n": {"$gte": 0}}
+    plan = ids_collection.database.command("explain", {"find": ids_collection.name, "filter": flt})
+    assert plan["filterPushdown"] is True, plan
+    assert "USING INDEX" in " ".join(plan["queryPlanner"]["Plan"]), plan
+    got = {d["_id"] for d in ids_collection.find(flt)}
+    assert got == {"k-0002", "a ", 'a"', "日本", oid}
+    # a list with another type is not pushed down, and still answered exactly
+    mixed = {"_id": {"$in": ["k-0002", 1]}}
+    plan = ids_collection.database.command(
+        "explain", {"find": ids_collection.name, "filter": mixed}
+    )
+    assert plan["filterPushdown"] is False
+    assert {d["_id"] for d in ids_collection.find(mixed)} == {"k-0002", 1}

@@ -12,11 +12,12 @@ compare-and-swap: read its (source_rev, version), then replace it with version +
 filter `{_id, version, source_rev}` of what was read. A writer that loses the race (two
 clients of one key, a client and a rollback's write-back, a restarted client and its zombie)
 matches nothing, reads again and retries, a bounded number of times, so no increment is lost
-and an older revision never lands over a newer one. `apply_many` does the same in unordered
-bulks. The project's FerretDB build (tools/bootstrap/ferretdb-lazyshift.patch) makes this
-both fast and atomic: an exact `_id` beside other conditions is one indexed lookup, and a
-per-collection lock spans FerretDB's match-then-write, which stock v1 runs in two SQLite
-transactions (two conditional replaces of one document could both win).
+and an older revision never lands over a newer one. `apply_many` (the client's batches) does
+the same in unordered bulks on both engines, and the rollback's `replace_if_newer` too.
+The project's FerretDB build (tools/bootstrap/ferretdb-lazyshift.patch) makes this fast and
+atomic: an exact `_id` beside other conditions, or an `_id: {$in: [...]}` list, is an
+indexed lookup, and a per-collection lock spans FerretDB's match-then-write, which stock v1
+runs in two SQLite transactions (two conditional replaces of one document could both win).
 
 What fences a MongoDB write against a mode change (issue 9, hole 2):
 - every engine: the client checks its epoch and lease (`before_write`) right before each
@@ -63,6 +64,8 @@ DUPLICATE_KEY = 11000
 # A key has one writer in steady state; two racing writers settle in a round or two, so
 # losing this many rounds in a row means something keeps rewriting it: an error, not a wait.
 CAS_ATTEMPTS = 16
+# Keys per `_id: {$in: [...]}` read: the FerretDB build pushes lists up to 1000 down to SQLite.
+ID_LIST_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -208,11 +211,13 @@ class MongoStore:
     ) -> list[MongoWrite]:
         """`apply_snapshot` for documents of distinct keys, one result each, in order.
 
-        On FerretDB the new shipments (most of a live stream) go in one unordered
-        `insert_many`; the ones that exist already take the single-document path.
+        Three round trips per batch, on MongoDB and FerretDB alike: the new shipments (most
+        of a live stream) go in one unordered `insert_many`; the ones that exist already are
+        read in one `$in` query and replaced in one unordered bulk of compare-and-swaps
+        (then the losers of a race, if any, are read again and retried).
         """
         check = before_write or (lambda: None)
-        if not self.ferretdb or len(docs) < 2:
+        if len(docs) < 2:
             return [self.apply_snapshot(d, before_write) for d in docs]
         bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
         news = [{"_id": d["_id"], **b, "version": 1} for d, b in zip(docs, bodies, strict=True)]
@@ -248,6 +253,16 @@ class MongoStore:
             raise ConcurrentWrite(f"{key}: deleted while being written")
         return current
 
+    def _currents(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored (source_rev, version) of each of `keys` that exists, in one query per
+        thousand keys (an indexed `$in`, also on the project's FerretDB build)."""
+        found: dict[str, dict[str, Any]] = {}
+        for at in range(0, len(keys), ID_LIST_MAX):
+            chunk = keys[at : at + ID_LIST_MAX]
+            cursor = self.shipments.find({"_id": {"$in": chunk}}, {"source_rev": 1, "version": 1})
+            found.update((d["_id"], d) for d in cursor)
+        return found
+
     def _update_many(
         self, pending: dict[int, tuple[str, dict[str, Any]]], check: Callable[[], None]
     ) -> dict[int, MongoWrite]:
@@ -271,8 +286,11 @@ class MongoStore:
     ) -> dict[int, tuple[str, dict[str, Any]]]:
         ops: list[ReplaceOne] = []
         planned: dict[int, dict[str, Any]] = {}
+        currents = self._currents([key for key, _ in pending.values()])
         for i, (key, body) in pending.items():
-            current = self._current(key)
+            current = currents.get(key)
+            if current is None:
+                raise ConcurrentWrite(f"{key}: deleted while being written")
             new = _successor(key, body, current)
             if new is None:
                 results[i] = MongoWrite(False, current.get("version"), None)
@@ -302,8 +320,9 @@ class MongoStore:
         writer carries the shipment on; "applied" may only under-report)."""
         retry: dict[int, tuple[str, dict[str, Any]]] = {}
         overtaken: list[tuple[int, dict[str, Any]]] = []
+        nows = self._currents([new["_id"] for new in planned.values()])
         for i, new in planned.items():
-            now = self.shipments.find_one({"_id": new["_id"]}, {"source_rev": 1, "version": 1})
+            now = nows.get(new["_id"])
             if now is not None and _pair(now) == _pair(new):
                 results[i] = MongoWrite(True, new["version"], new)
             elif now is None or now.get("source_rev", -1) < new["source_rev"]:
