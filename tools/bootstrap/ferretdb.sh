@@ -4,14 +4,19 @@
 # empty build/version/version.txt (upstream fills it with `bin/task gen-version`). So we fetch the
 # module through the Go proxy, write the version file into a private copy and `go install` from it.
 #
-# Two fixes are applied to that copy, as one patch (ferretdb-lazyshift.patch;
+# Three fixes are applied to that copy, as one patch (ferretdb-lazyshift.patch;
 # LAZYSHIFT_FERRETDB_STOCK=1 skips it). The binary's package name carries the patch's hash, so a
 # changed patch rebuilds and an unchanged one is reused (idempotent).
 # 1. _id lookups: v1.24.2's SQLite backend creates its unique _id index on
 #    `_ferretdb_sjson->"_id"` but looks documents up by `_ferretdb_sjson->'$._id'`; SQLite matches
 #    index expressions textually, so every lookup, replace and delete by _id scanned the whole
 #    table (measured at ~2000 shipments: 17 ms per find and 41 ms per replace, growing with the
-#    collection, versus ~1 ms with the index). The lookup is spelled like the index now.
+#    collection, versus ~1 ms with the index). The lookup is spelled like the index now, and
+#    is used for any filter whose `_id` equals one string or ObjectID (`{_id: k}` or
+#    `{_id: {$eq: k}}`), whatever other conditions it has (stock: only a one-key filter), for
+#    find, explain, update/replace, findAndModify and delete alike: a compare-and-swap
+#    `{_id: k, version: n}` is one indexed lookup (the handler still applies the whole filter).
+#    So is `{_id: {$in: [...]}}` of up to 1000 strings/ObjectIDs (a batch's reads by key).
 # 2. _id ranges sorted by _id (the backfill's and verify's read): stock FerretDB decodes every
 #    document of the collection, filters and sorts them in memory before the first batch (74 s
 #    and 2.9 GB at 100k shipments). With the patch, a filter whose `_id` condition is only
@@ -20,6 +25,10 @@
 #    byte order of strings), streamed in order. Only string _ids can match such a filter, so
 #    the order is exact; the handler still applies the whole filter. The index is created with
 #    each collection, and for existing collections when a database is opened.
+# 3. Atomic conditional writes: update, findAndModify and delete match their filter in one
+#    SQLite transaction and write in another, so two concurrent `{_id: k, version: n}`
+#    replaces could both match and both write (a lost update). A per-collection lock in the
+#    handler spans the match and the write (inserts need none: the unique index decides).
 # Wire protocol and storage format are unchanged.
 set -euo pipefail
 VERSION=v1.24.2

@@ -9,6 +9,9 @@ escapes) and non-string `_id`s that such a filter must never return.
 
 from __future__ import annotations
 
+import threading
+
+import pymongo
 import pytest
 from bson import ObjectId
 
@@ -125,3 +128,102 @@ def test_exact_id_lookup_still_uses_the_unique_index(ids_collection) -> None:
     assert plan["filterPushdown"] is True
     assert "USING INDEX" in " ".join(plan["queryPlanner"]["Plan"])
     assert ids_collection.find_one({"_id": "k-0002"})["n"] == STRING_IDS.index("k-0002")
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        {"_id": "k-0002", "n": 10},
+        {"n": 10, "_id": "k-0002", "x": {"$exists": False}},
+        {"_id": {"$eq": "k-0002"}},
+        {"_id": {"$eq": "k-0002"}, "n": {"$gte": 0}},
+    ],
+    ids=repr,
+)
+def test_an_exact_id_beside_other_conditions_uses_the_unique_index(ids_collection, flt) -> None:
+    """A compare-and-swap `{_id: k, version: n}` is one indexed lookup, not a scan."""
+    db = ids_collection.database
+    plan = db.command("explain", {"find": ids_collection.name, "filter": flt})
+    assert plan["filterPushdown"] is True, plan
+    text = " ".join(plan["queryPlanner"]["Plan"])
+    assert "USING INDEX" in text and "lazyshift_id_text" not in text, text
+    assert [d["_id"] for d in ids_collection.find(flt)] == ["k-0002"]
+    # the other conditions are still applied: a mismatch finds nothing
+    assert ids_collection.find_one({**flt, "n": 11}) is None
+
+
+def test_an_exact_object_id_beside_other_conditions_uses_the_unique_index(ids_collection):
+    oid = next(i for i in OTHER_IDS if isinstance(i, ObjectId))
+    for flt in ({"_id": oid, "n": {"$gte": 0}}, {"_id": {"$eq": oid}, "n": {"$gte": 0}}):
+        plan = ids_collection.database.command(
+            "explain", {"find": ids_collection.name, "filter": flt}
+        )
+        assert plan["filterPushdown"] is True, plan
+        assert ids_collection.find_one(flt)["_id"] == oid
+
+
+def test_conditional_writes_by_id_match_exactly_what_mongodb_matches(ids_collection) -> None:
+    """update/replace/findAndModify/delete with `_id` plus a condition (the pushed-down path)."""
+    n = STRING_IDS.index("k-0002")
+    assert ids_collection.replace_one({"_id": "k-0002", "n": n + 1}, {"n": -1}).matched_count == 0
+    assert ids_collection.replace_one({"_id": "k-0002", "n": n}, {"n": -1}).matched_count == 1
+    assert ids_collection.update_one({"_id": {"$eq": "k-0002"}, "n": -1}, {"$set": {"n": -2}})
+    assert ids_collection.find_one_and_update({"_id": "k-0002", "n": -2}, {"$set": {"n": -3}}) == {
+        "_id": "k-0002",
+        "n": -2,
+    }
+    assert ids_collection.delete_one({"_id": "k-0002", "n": -2}).deleted_count == 0
+    assert ids_collection.delete_one({"_id": "k-0002", "n": -3}).deleted_count == 1
+    assert ids_collection.find_one({"_id": "k-0002"}) is None
+    assert ids_collection.count_documents({}) == len(STRING_IDS + OTHER_IDS) - 1
+
+
+def test_concurrent_compare_and_swaps_of_one_document_never_both_win(ids_collection) -> None:
+    """FerretDB matches an update's filter and writes in two transactions: the patch holds a
+    per-collection lock across both, so `{_id, n}` conditional writes are atomic as in MongoDB."""
+
+    client = ids_collection.database.client
+    coll = pymongo.MongoClient(client.address[0], client.address[1])[ids_collection.database.name][
+        ids_collection.name
+    ]
+    ids_collection.insert_one({"_id": "counter", "n": 0})
+    rounds, wins = 150, [0, 0]
+    start = threading.Barrier(2)
+
+    def bump(c, w: int) -> None:
+        start.wait(timeout=60)
+        for _ in range(rounds):
+            cur = c.find_one({"_id": "counter"})["n"]
+            wins[w] += c.replace_one({"_id": "counter", "n": cur}, {"n": cur + 1}).matched_count
+
+    try:
+        threads = [
+            threading.Thread(target=bump, args=(c, w)) for w, c in enumerate((ids_collection, coll))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        coll.database.client.close()
+    assert ids_collection.find_one({"_id": "counter"})["n"] == sum(wins), wins
+
+
+def test_an_id_list_uses_the_unique_index_and_finds_exactly_its_members(ids_collection) -> None:
+    """`_id: {$in: [...]}` of strings/ObjectIDs (a batch's compare-and-swap reads)."""
+    oid = next(i for i in OTHER_IDS if isinstance(i, ObjectId))
+    members = ["k-0002", "a ", 'a"', "日本", "missing", oid]
+    flt = {"_id": {"$in": members}, "n": {"$gte": 0}}
+    plan = ids_collection.database.command("explain", {"find": ids_collection.name, "filter": flt})
+    assert plan["filterPushdown"] is True, plan
+    assert "USING INDEX" in " ".join(plan["queryPlanner"]["Plan"]), plan
+    got = {d["_id"] for d in ids_collection.find(flt)}
+    assert got == {"k-0002", "a ", 'a"', "日本", oid}
+    # a list with another type is not pushed down, and still answered exactly
+    mixed = {"_id": {"$in": ["k-0002", 1]}}
+    plan = ids_collection.database.command(
+        "explain", {"find": ids_collection.name, "filter": mixed}
+    )
+    assert plan["filterPushdown"] is False
+    assert {d["_id"] for d in ids_collection.find(mixed)} == {"k-0002", 1}

@@ -7,14 +7,29 @@ stored revision is newer or equal, the filter misses, the upsert tries to insert
 `_id` and the server refuses with a duplicate key: that refusal *is* the "already applied"
 answer, so a repeated or late message changes nothing, without a read-then-write race.
 
-FerretDB v1 (SQLite) pushes a filter down to its storage only when it is exactly `{_id: ...}`
-and only for find/replace/insert; any second condition, and any update operator, makes a
-write scan and decode the whole collection (measured at ~1100 documents: replace 2 ms,
-`$set`/`$inc` update 30-40 ms, conditional findAndModify 80-110 ms). There the guard is a
-an insert (a new shipment), else a read of the stored revision and an `_id`-only replace
-carrying version + 1. Each key has a single writer
-(its stream partition; rollback writes only while clients are fenced off MongoDB), which is
-what makes the read-then-replace safe on FerretDB.
+On FerretDB v1 (SQLite) update operators and a revision range make a write slow, so there
+the write of a new shipment is an insert, and the write of an existing one a
+compare-and-swap: read its (source_rev, version), then replace it with version + 1 under the
+filter `{_id, version, source_rev}` of what was read. A writer that loses the race (two
+clients of one key, a client and a rollback's write-back, a restarted client and its zombie)
+matches nothing, reads again and retries, a bounded number of times, so no increment is lost
+and an older revision never lands over a newer one. `apply_many` (the client's batches) does
+the same in unordered bulks on both engines, and the rollback's `replace_if_newer` too.
+The project's FerretDB build (tools/bootstrap/ferretdb-lazyshift.patch) makes this fast and
+atomic: an exact `_id` beside other conditions, or an `_id: {$in: [...]}` list, is an
+indexed lookup, and a per-collection lock spans FerretDB's match-then-write, which stock v1
+runs in two SQLite transactions (two conditional replaces of one document could both win).
+
+What fences a MongoDB write against a mode change (issue 9, hole 2):
+- every engine: the client checks its epoch and lease (`before_write`) right before each
+  request that changes MongoDB, and its lease is renewed only after its heartbeat commits, so
+  it stops writing before `mode set` stops waiting for it; the rollback's write-back is a
+  compare-and-swap by (source_rev, version), never over a newer revision.
+- MongoDB: stage 3 revokes the application user's write role, so a client paused between
+  its check and its send (SIGSTOP longer than its lease) is refused by the server.
+- FerretDB (lab and local stack only): no roles, so no store-level refusal; that paused
+  client's one in-flight request (at most one batch) can still land in MongoDB after the
+  flip, where MySQL, the truth from then on, does not take it from. Production runs MongoDB.
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pymongo
-from pymongo import ReturnDocument
+from pymongo import ReplaceOne, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
@@ -53,6 +68,11 @@ MODE_MIRROR_ID = "mode"
 # batch, so a client that scans (backfill, verify, archive) must outlast that scan.
 SCAN_SOCKET_TIMEOUT_MS = 3_600_000
 DUPLICATE_KEY = 11000
+# A key has one writer in steady state; two racing writers settle in a round or two, so
+# losing this many rounds in a row means something keeps rewriting it: an error, not a wait.
+CAS_ATTEMPTS = 16
+# Keys per `_id: {$in: [...]}` read: the FerretDB build pushes lists up to 1000 down to SQLite.
+ID_LIST_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,27 @@ def redact_uri(uri: str) -> str:
         return re.sub(r"//[^@/]*@", "//", uri)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+def _pair(doc: dict[str, Any]) -> tuple[int, int]:
+    """How new a stored copy is: (source_rev, version), in that order."""
+    return int(doc.get("source_rev", -1)), int(doc.get("version", 0))
+
+
+def _cas_filter(key: str, current: dict[str, Any]) -> dict[str, Any]:
+    """Matches `key` only while it still holds the copy read (its version and revision)."""
+    return {
+        "_id": key,
+        "version": current.get("version"),
+        "source_rev": current.get("source_rev"),
+    }
+
+
+def _successor(key: str, body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:
+    """The document that replaces `current`, or None if `body`'s revision is not newer."""
+    if current.get("source_rev", -1) >= body["source_rev"]:
+        return None
+    return {"_id": key, **body, "version": int(current.get("version", 0)) + 1}
 
 
 class MongoStore:
@@ -189,11 +230,13 @@ class MongoStore:
     ) -> list[MongoWrite]:
         """`apply_snapshot` for documents of distinct keys, one result each, in order.
 
-        On FerretDB the new shipments (most of a live stream) go in one unordered
-        `insert_many`; the ones that exist already take the single-document path.
+        Three round trips per batch, on MongoDB and FerretDB alike: the new shipments (most
+        of a live stream) go in one unordered `insert_many`; the ones that exist already are
+        read in one `$in` query and replaced in one unordered bulk of compare-and-swaps
+        (then the losers of a race, if any, are read again and retried).
         """
         check = before_write or (lambda: None)
-        if not self.ferretdb or len(docs) < 2:
+        if len(docs) < 2:
             return [self.apply_snapshot(d, before_write) for d in docs]
         bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
         news = [{"_id": d["_id"], **b, "version": 1} for d, b in zip(docs, bodies, strict=True)]
@@ -206,37 +249,133 @@ class MongoStore:
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             exists = {e["index"] for e in errors}
-        return [
-            self._update_existing(d["_id"], b, check) if i in exists else MongoWrite(True, 1, n)
-            for i, (d, b, n) in enumerate(zip(docs, bodies, news, strict=True))
-        ]
+        updated = self._update_many({i: (docs[i]["_id"], bodies[i]) for i in exists}, check)
+        return [updated[i] if i in exists else MongoWrite(True, 1, n) for i, n in enumerate(news)]
 
     def _update_existing(
         self, key: str, body: dict[str, Any], check: Callable[[], None]
     ) -> MongoWrite:
-        new = {"_id": key, **body, "version": 1}
+        for _ in range(CAS_ATTEMPTS):
+            current = self._current(key)
+            new = _successor(key, body, current)
+            if new is None:
+                return MongoWrite(False, current.get("version"), None)
+            check()
+            if self.shipments.replace_one(_cas_filter(key, current), new).matched_count:
+                return MongoWrite(True, new["version"], new)
+        raise ConcurrentWrite(f"{key}: lost the compare-and-swap {CAS_ATTEMPTS} times in a row")
+
+    def _current(self, key: str) -> dict[str, Any]:
+        """What a compare-and-swap of `key` compares: its stored (source_rev, version)."""
         current = self.shipments.find_one({"_id": key}, {"source_rev": 1, "version": 1})
         if current is None:
             raise ConcurrentWrite(f"{key}: deleted while being written")
-        if current.get("source_rev", -1) >= body["source_rev"]:
-            return MongoWrite(False, current.get("version"), None)
-        new["version"] = current.get("version", 0) + 1
+        return current
+
+    def _currents(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored (source_rev, version) of each of `keys` that exists, in one query per
+        thousand keys (an indexed `$in`, also on the project's FerretDB build)."""
+        found: dict[str, dict[str, Any]] = {}
+        for at in range(0, len(keys), ID_LIST_MAX):
+            chunk = keys[at : at + ID_LIST_MAX]
+            cursor = self.shipments.find({"_id": {"$in": chunk}}, {"source_rev": 1, "version": 1})
+            found.update((d["_id"], d) for d in cursor)
+        return found
+
+    def _update_many(
+        self, pending: dict[int, tuple[str, dict[str, Any]]], check: Callable[[], None]
+    ) -> dict[int, MongoWrite]:
+        """Existing shipments (index -> key, body): conditional replaces in unordered bulks;
+        the ones that lost a race are read again and retried, a bounded number of times."""
+        results: dict[int, MongoWrite] = {}
+        for _ in range(CAS_ATTEMPTS):
+            if not pending:
+                return results
+            pending = self._cas_round(pending, results, check)
+        raise ConcurrentWrite(
+            f"{', '.join(k for k, _ in pending.values())}: lost the compare-and-swap "
+            f"{CAS_ATTEMPTS} times in a row"
+        )
+
+    def _cas_round(
+        self,
+        pending: dict[int, tuple[str, dict[str, Any]]],
+        results: dict[int, MongoWrite],
+        check: Callable[[], None],
+    ) -> dict[int, tuple[str, dict[str, Any]]]:
+        ops: list[ReplaceOne] = []
+        planned: dict[int, dict[str, Any]] = {}
+        currents = self._currents([key for key, _ in pending.values()])
+        for i, (key, body) in pending.items():
+            current = currents.get(key)
+            if current is None:
+                raise ConcurrentWrite(f"{key}: deleted while being written")
+            new = _successor(key, body, current)
+            if new is None:
+                results[i] = MongoWrite(False, current.get("version"), None)
+                continue
+            ops.append(ReplaceOne(_cas_filter(key, current), new))
+            planned[i] = new
+        if not ops:
+            return {}
         check()
-        self.shipments.replace_one({"_id": key}, new)
-        return MongoWrite(True, new["version"], new)
+        matched = self.shipments.bulk_write(ops, ordered=False).matched_count
+        if matched == len(ops):
+            results.update({i: MongoWrite(True, n["version"], n) for i, n in planned.items()})
+            return {}
+        return self._settle(pending, planned, matched, results)
+
+    def _settle(
+        self,
+        pending: dict[int, tuple[str, dict[str, Any]]],
+        planned: dict[int, dict[str, Any]],
+        matched: int,
+        results: dict[int, MongoWrite],
+    ) -> dict[int, tuple[str, dict[str, Any]]]:
+        """Which replaces of a bulk landed: a bulk answers only how many matched, so each key
+        is read back. Ours is there: applied. An older revision is there: ours lost, retry.
+        A newer one is there: ours landed and was overtaken, or lost to it; the count tells
+        which when they all went one way, else they are reported not applied (the newer
+        writer carries the shipment on; "applied" may only under-report)."""
+        retry: dict[int, tuple[str, dict[str, Any]]] = {}
+        overtaken: list[tuple[int, dict[str, Any]]] = []
+        nows = self._currents([new["_id"] for new in planned.values()])
+        for i, new in planned.items():
+            now = nows.get(new["_id"])
+            if now is not None and _pair(now) == _pair(new):
+                results[i] = MongoWrite(True, new["version"], new)
+            elif now is None or now.get("source_rev", -1) < new["source_rev"]:
+                retry[i] = pending[i]
+            else:
+                overtaken.append((i, now))
+        landed = matched - sum(1 for i in planned if i in results)
+        for i, now in overtaken:
+            new = planned[i]
+            applied = landed == len(overtaken)
+            results[i] = MongoWrite(
+                applied, new["version"] if applied else now.get("version"), new if applied else None
+            )
+        return retry
 
     def replace_if_newer(self, doc: Document) -> bool:
-        """Write a whole document (with its own version) unless MongoDB holds a newer one.
-
-        Used on the way back (rollback), while no client writes to MongoDB (the mode fences
-        them), so the read-then-write has no competing writer; `_id`-only filters keep it
-        fast on FerretDB.
-        """
-        current = self.shipments.find_one({"_id": doc["_id"]}, {"version": 1})
-        if current is not None and current.get("version", 0) >= doc["version"]:
-            return False
-        self.shipments.replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        return True
+        """Write a whole document (with its own version) unless MongoDB holds a copy at least
+        as new by (source_rev, version): the rollback's write-back. A compare-and-swap on the
+        copy read, so a client that writes meanwhile (a zombie the fence missed) is never
+        overwritten by an older revision; the caller picks the version (see the write-back)."""
+        key = doc["_id"]
+        for _ in range(CAS_ATTEMPTS):
+            current = self.shipments.find_one({"_id": key}, {"source_rev": 1, "version": 1})
+            if current is None:
+                try:
+                    self.shipments.insert_one(doc)
+                    return True
+                except DuplicateKeyError:
+                    continue
+            if _pair(current) >= _pair(doc):
+                return False
+            if self.shipments.replace_one(_cas_filter(key, current), doc).matched_count:
+                return True
+        raise ConcurrentWrite(f"{key}: lost the compare-and-swap {CAS_ATTEMPTS} times in a row")
 
     def get(self, key: str) -> Document | None:
         return self.shipments.find_one({"_id": key})
