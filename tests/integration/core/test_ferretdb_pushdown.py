@@ -227,3 +227,14 @@ def test_an_id_list_uses_the_unique_index_and_finds_exactly_its_members(ids_coll
     )
     assert plan["filterPushdown"] is False
     assert {d["_id"] for d in ids_collection.find(mixed)} == {"k-0002", 1}
+
+
+def test_an_update_of_more_statements_than_sqlite_connections_completes(ids_collection) -> None:
+    """One `update` command of 150 conditional replaces (a rollback's write-back batch): each
+    statement's query is closed when it is done. Stock v1.24.2 kept them open until the
+    command ended, and the 101st waited forever for one of the pool's 100 connections."""
+    docs = [{"_id": f"many-{i:04d}", "m": 0} for i in range(150)]
+    ids_collection.insert_many(docs)
+    ops = [pymongo.ReplaceOne({"_id": d["_id"], "m": 0}, {"n": 1}) for d in docs]
+    assert ids_collection.bulk_write(ops, ordered=False).matched_count == 150
+    assert ids_collection.count_documents({"m": 1}) == 150

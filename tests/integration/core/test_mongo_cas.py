@@ -149,6 +149,42 @@ def test_write_back_compares_revisions_not_only_versions(stores) -> None:
     assert s.replace_if_newer(snapshot(2, 1) | {"version": 1})
 
 
+def test_a_write_back_batch_takes_only_what_is_newer(stores) -> None:
+    """The batched write-back: one bulk for missing, older and newer copies at once."""
+    s = stores()
+    s.shipments.insert_one(snapshot(1, 10) | {"version": 3})
+    s.shipments.insert_one(snapshot(2, 4) | {"version": 2})
+    s.shipments.insert_one(snapshot(3, 7) | {"version": 5})
+    batch = [
+        snapshot(1, 5) | {"version": 9},  # older revision, higher version: refused
+        snapshot(2, 4) | {"version": 3},  # same revision, higher version: taken
+        snapshot(3, 7) | {"version": 5},  # the same copy: nothing to do
+        snapshot(4, 1) | {"version": 1},  # missing: created
+    ]
+    assert s.replace_many_if_newer(batch) == [False, True, False, True]
+    got = {i: s.get(make_doc(i)["key"]) for i in (1, 2, 3, 4)}
+    assert [(got[i]["source_rev"], got[i]["version"]) for i in (1, 2, 3, 4)] == [
+        (10, 3),
+        (4, 3),
+        (7, 5),
+        (1, 1),
+    ]
+
+
+def test_a_write_back_batch_that_loses_a_race_settles_one_by_one(stores) -> None:
+    """Compared against copies read before a live writer moved a key on: that key's
+    compare-and-swap misses, the batch settles it alone, and the newest revision stays."""
+    s, live = stores(), stores()
+    s.shipments.insert_one(snapshot(1, 1) | {"version": 1})
+    s.shipments.insert_one(snapshot(2, 1) | {"version": 1})
+    keys = [make_doc(i)["key"] for i in (1, 2)]
+    stale = s.currents(keys)
+    assert live.apply_snapshot(snapshot(1, 9)).applied  # after the read: version 2, rev 9
+    batch = [snapshot(1, 5) | {"version": 4}, snapshot(2, 5) | {"version": 4}]
+    assert s.replace_many_if_newer(batch, stale) == [False, True]
+    assert s.get(keys[0])["source_rev"] == 9 and s.get(keys[1])["source_rev"] == 5
+
+
 @hsettings(
     max_examples=25,
     deadline=None,

@@ -199,11 +199,9 @@ def _write_back(
             docs = store.load_documents(cur, keys)
         if not found:
             break
-        for key in keys:
-            if _write_back_one(conn, mongo, docs[key], copied):
-                written += 1
-            else:
-                skipped += 1
+        done = _write_back_batch(conn, mongo, [docs[k] for k in keys], copied)
+        written += done
+        skipped += len(keys) - done
         after = found[-1][0]
     logs.event("transition.written_back", written=written, already_current=skipped)
     return (
@@ -212,26 +210,35 @@ def _write_back(
     )
 
 
-def _write_back_one(
-    conn: MySQLConnectionAbstract, mongo: MongoStore, doc: Document, copied: dict[str, int]
-) -> bool:
-    """One shipment back to MongoDB if MySQL's copy is newer by (source_rev, version).
+def _write_back_batch(
+    conn: MySQLConnectionAbstract, mongo: MongoStore, docs: list[Document], copied: dict[str, int]
+) -> int:
+    """Shipments back to MongoDB where MySQL's copy is newer by (source_rev, version); how
+    many were written. A few round trips per batch (writes are paused while this runs).
 
     MongoDB's own counter may be ahead of MySQL's (a write that landed there after the flip,
     or the round trips before it): the copy then takes MongoDB's version + 1, so a version
-    never goes backwards in MongoDB, and MySQL is given the same number (same revision, higher
-    version: the guard lets it through), so both stores hold the same document again."""
-    current = mongo.shipments.find_one({"_id": doc["key"]}, {"source_rev": 1, "version": 1})
-    if not newer(doc, current):
-        copied[doc["key"]] = doc["version"]
-        return False
-    if current is not None and int(current.get("version", 0)) >= doc["version"]:
-        doc = {**doc, "version": int(current["version"]) + 1}
+    never goes backwards in MongoDB, and MySQL is given the same number first (same revision,
+    higher version: the guard lets it through), so both stores hold the same document again."""
+    currents = mongo.currents([d["key"] for d in docs])
+    todo: list[Document] = []
+    bumped: list[Document] = []
+    for doc in docs:
+        current = currents.get(doc["key"])
+        if not newer(doc, current):
+            copied[doc["key"]] = doc["version"]
+            continue
+        if current is not None and int(current.get("version", 0)) >= doc["version"]:
+            doc = {**doc, "version": int(current["version"]) + 1}
+            bumped.append(doc)
+        todo.append(doc)
+    if bumped:
         # Not stamped: MongoDB has this content now. A live write meanwhile wins (newer rev).
-        guarded_write(conn, doc)
-    mongo.replace_if_newer(doc)
-    copied[doc["key"]] = doc["version"]
-    return True
+        run_in_transaction(conn, lambda cur: apply_batch(cur, bumped))
+    applied = mongo.replace_many_if_newer(todo, currents)
+    for doc in todo:
+        copied[doc["key"]] = doc["version"]
+    return sum(applied)
 
 
 def _mongo_entry(row: dict[str, Any]) -> dict[str, Any]:

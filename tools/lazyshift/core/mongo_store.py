@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pymongo
-from pymongo import ReplaceOne, ReturnDocument
+from pymongo import InsertOne, ReplaceOne, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
@@ -376,6 +376,55 @@ class MongoStore:
             if self.shipments.replace_one(_cas_filter(key, current), doc).matched_count:
                 return True
         raise ConcurrentWrite(f"{key}: lost the compare-and-swap {CAS_ATTEMPTS} times in a row")
+
+    def replace_many_if_newer(
+        self, docs: list[Document], currents: dict[str, dict[str, Any]] | None = None
+    ) -> list[bool]:
+        """`replace_if_newer` for documents of distinct keys, in one unordered bulk of
+        compare-and-swaps (and inserts of the missing keys) against `currents` (the stored
+        (source_rev, version) per key, read here if not given). If any of them lost a race,
+        those documents go through `replace_if_newer` one by one (the bulk only says how
+        many landed): True for each whose copy is stored now."""
+        if currents is None:
+            currents = self.currents([d["_id"] for d in docs])
+        ops: list[InsertOne | ReplaceOne] = []
+        planned: list[int] = []
+        results = [False] * len(docs)
+        for i, doc in enumerate(docs):
+            current = currents.get(doc["_id"])
+            if current is not None and _pair(current) >= _pair(doc):
+                continue
+            ops.append(
+                InsertOne(doc)
+                if current is None
+                else ReplaceOne(_cas_filter(doc["_id"], current), doc)
+            )
+            planned.append(i)
+        if not ops:
+            return results
+        try:
+            done = self.shipments.bulk_write(ops, ordered=False)
+            landed = done.inserted_count + done.matched_count
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+            landed = -1  # an insert met a key written meanwhile: settle one by one
+        if landed == len(ops):
+            for i in planned:
+                results[i] = True
+            return results
+        for i in planned:
+            # Not taken now: the bulk may have landed it already (the same pair is there).
+            results[i] = self.replace_if_newer(docs[i]) or _pair(
+                self.shipments.find_one({"_id": docs[i]["_id"]}, {"source_rev": 1, "version": 1})
+                or {}
+            ) == _pair(docs[i])
+        return results
+
+    def currents(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored (source_rev, version) of each of `keys` that exists (one indexed `$in`
+        query per thousand keys)."""
+        return self._currents(keys)
 
     def get(self, key: str) -> Document | None:
         return self.shipments.find_one({"_id": key})
