@@ -235,6 +235,6 @@ def test_an_update_of_more_statements_than_sqlite_connections_completes(ids_coll
     command ended, and the 101st waited forever for one of the pool's 100 connections."""
     docs = [{"_id": f"many-{i:04d}", "m": 0} for i in range(150)]
     ids_collection.insert_many(docs)
-    ops = [pymongo.ReplaceOne({"_id": d["_id"], "m": 0}, {"n": 1}) for d in docs]
+    ops = [pymongo.ReplaceOne({"_id": d["_id"], "m": 0}, {"m": 1}) for d in docs]
     assert ids_collection.bulk_write(ops, ordered=False).matched_count == 150
     assert ids_collection.count_documents({"m": 1}) == 150
