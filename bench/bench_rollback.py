@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import pymongo
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
@@ -90,14 +92,15 @@ def timed_rollback(settings: Settings) -> tuple[float, float]:
 
 def run(docs: int, live: int, workers: int, compare: bool) -> dict[str, float | int | None]:
     bench = Bench()
+    # Its own MongoDB database, dropped at the end: the rollback writes into it, so it cannot
+    # be bench_data's cached dataset.
+    bench.mongo_db = "lzbench_rollback"
     out: dict[str, float | int | None] = {"rollback_load_avg_before": os.getloadavg()[0]}
+    client = pymongo.MongoClient(bench.settings("unused").mongo.uri)
     try:
         settings = bench.fresh_mysql()
-        client = __import__("pymongo").MongoClient(settings.mongo.uri)
-        try:
-            load_mongo(client[settings.mongo.database][settings.mongo.collection], docs)
-        finally:
-            client.close()
+        client.drop_database(bench.mongo_db)
+        load_mongo(client[settings.mongo.database][settings.mongo.collection], docs)
         for mode in ("dual", "mysql-primary"):
             plane.set_mode(settings, mode)
         out["rollback_backfill_s"] = round(backfill(settings, workers), 2)
@@ -118,6 +121,8 @@ def run(docs: int, live: int, workers: int, compare: bool) -> dict[str, float | 
     finally:
         out["rollback_load_avg_after"] = os.getloadavg()[0]
         bench.cleanup()
+        client.drop_database(bench.mongo_db)
+        client.close()
     return out
 
 
