@@ -272,7 +272,7 @@ class MongoStore:
             raise ConcurrentWrite(f"{key}: deleted while being written")
         return current
 
-    def _currents(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+    def currents(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """The stored (source_rev, version) of each of `keys` that exists, in one query per
         thousand keys (an indexed `$in`, also on the project's FerretDB build)."""
         found: dict[str, dict[str, Any]] = {}
@@ -305,7 +305,7 @@ class MongoStore:
     ) -> dict[int, tuple[str, dict[str, Any]]]:
         ops: list[ReplaceOne] = []
         planned: dict[int, dict[str, Any]] = {}
-        currents = self._currents([key for key, _ in pending.values()])
+        currents = self.currents([key for key, _ in pending.values()])
         for i, (key, body) in pending.items():
             current = currents.get(key)
             if current is None:
@@ -339,7 +339,7 @@ class MongoStore:
         writer carries the shipment on; "applied" may only under-report)."""
         retry: dict[int, tuple[str, dict[str, Any]]] = {}
         overtaken: list[tuple[int, dict[str, Any]]] = []
-        nows = self._currents([new["_id"] for new in planned.values()])
+        nows = self.currents([new["_id"] for new in planned.values()])
         for i, new in planned.items():
             now = nows.get(new["_id"])
             if now is not None and _pair(now) == _pair(new):
@@ -420,11 +420,6 @@ class MongoStore:
                 or {}
             ) == _pair(docs[i])
         return results
-
-    def currents(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored (source_rev, version) of each of `keys` that exists (one indexed `$in`
-        query per thousand keys)."""
-        return self._currents(keys)
 
     def get(self, key: str) -> Document | None:
         return self.shipments.find_one({"_id": key})
