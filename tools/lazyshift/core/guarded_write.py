@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from mysql.connector.abstracts import MySQLConnectionAbstract
@@ -197,43 +199,57 @@ _ROOT_UPDATE = _root_update(_GUARD)
 _ROOT_UPDATE_REPAIR = _root_update(_GUARD_OR_EQUAL)
 
 
+def _multi_row_insert(
+    cursor: Any, head: str, row_sql: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
+) -> None:
+    """`head VALUES row_sql, row_sql, ... tail` for `rows`, CHUNK rows a statement.
+
+    One `execute` with the rows' values flattened: the connector converts them in one C call
+    and substitutes them in one pass. (`executemany` rewrites the statement row by row in
+    Python: it was a third of the backfill's write time.)"""
+    for chunk in chunks(rows, CHUNK):
+        cursor.execute(
+            f"{head} VALUES {', '.join([row_sql] * len(chunk))}{tail}",
+            tuple(chain.from_iterable(chunk)),
+        )
+
+
+_ROOT_VALUES = itemgetter(*ROOT_COLUMNS)
+_CHILDREN = tuple(
+    (table, columns, attr, itemgetter(*columns), "(" + placeholders(len(columns)) + ")")
+    for table, columns, attr in (
+        ("shipment_party", PARTY_COLUMNS, "parties"),
+        ("shipment_item", ITEM_COLUMNS, "items"),
+        ("shipment_event", EVENT_COLUMNS, "events"),
+    )
+)
+
+
 def _upsert_roots(
     cursor: Any, batch: Sequence[Rows], written_epoch: int | None, repair: bool = False
 ) -> None:
     # written_at is the server's clock, so every client stamps rows on the same time line
     row_sql = "(" + placeholders(len(ROOT_COLUMNS) + 1) + ", UTC_TIMESTAMP(6), 1)"
-    for chunk in chunks(batch, CHUNK):
-        params: list[Any] = []
-        for rows in chunk:
-            params.extend(rows.root[c] for c in ROOT_COLUMNS)
-            params.append(written_epoch)
-        cursor.execute(
-            f"INSERT INTO shipment ({', '.join(_ROOT_INSERT_COLUMNS)}) VALUES "
-            + ", ".join([row_sql] * len(chunk))
-            + f" ON DUPLICATE KEY UPDATE {_ROOT_UPDATE_REPAIR if repair else _ROOT_UPDATE}",
-            tuple(params),
-        )
+    _multi_row_insert(
+        cursor,
+        f"INSERT INTO shipment ({', '.join(_ROOT_INSERT_COLUMNS)})",
+        row_sql,
+        [(*_ROOT_VALUES(rows.root), written_epoch) for rows in batch],
+        f" ON DUPLICATE KEY UPDATE {_ROOT_UPDATE_REPAIR if repair else _ROOT_UPDATE}",
+    )
 
 
 def _replace_children(cursor: Any, batch: Sequence[Rows]) -> None:
     keys = [rows.key for rows in batch]
-    for table in ("shipment_party", "shipment_item", "shipment_event"):
+    for table, *_ in _CHILDREN:
         for chunk in chunks(keys, CHUNK):
             cursor.execute(
                 f"DELETE FROM {table} WHERE shipment_key IN ({placeholders(len(chunk))})",
                 tuple(chunk),
             )
-    for table, columns, attr in (
-        ("shipment_party", PARTY_COLUMNS, "parties"),
-        ("shipment_item", ITEM_COLUMNS, "items"),
-        ("shipment_event", EVENT_COLUMNS, "events"),
-    ):
-        values = [
-            tuple(child[c] for c in columns) for rows in batch for child in getattr(rows, attr)
-        ]
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders(len(columns))})"
-        for chunk in chunks(values, CHUNK):
-            cursor.executemany(sql, list(chunk))
+    for table, columns, attr, values_of, row_sql in _CHILDREN:
+        values = [values_of(child) for rows in batch for child in getattr(rows, attr)]
+        _multi_row_insert(cursor, f"INSERT INTO {table} ({', '.join(columns)})", row_sql, values)
 
 
 def apply_batch(
