@@ -20,13 +20,16 @@ differences. Dead-lettered documents are counted, never differences.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lazyshift.backfill.plan import boundaries
 from lazyshift.config import Settings
 from lazyshift.core import document, mapping
 from lazyshift.core import mysql_store as store
@@ -38,6 +41,8 @@ from lazyshift.errors import ProblemFound, UsageError
 KINDS = ("missing", "extra", "different", "stale", "newer")
 EXPECTED_UNDER_MYSQL_TRUTH = frozenset({"extra", "newer"})
 MYSQL_BATCH = 500
+# Range walks in parallel (threads): enough for FerretDB to use every core of a small host.
+PARALLEL = max(2, min(4, os.cpu_count() or 2))
 
 
 class VerifyError(UsageError):
@@ -192,6 +197,17 @@ class Source:
     def iter_sorted(self) -> Iterator[Document]:
         raise NotImplementedError
 
+    def ranges(self, n: int) -> list[tuple[str | None, str | None]]:
+        """At most `n` key ranges (after, upper] covering every string key, walked in
+        parallel; one unbounded range where the source cannot be read by range."""
+        return [(None, None)]
+
+    def iter_range(self, after: str | None, upper: str | None) -> Iterator[Document]:
+        """Documents with string keys in (after, upper], in key order."""
+        if after is not None or upper is not None:
+            raise NotImplementedError
+        return self.iter_sorted()
+
     def get(self, key: str) -> Document | None:
         raise NotImplementedError
 
@@ -213,9 +229,23 @@ class MongoSource(Source):
         self.name = f"mongo:{redact_uri(settings.mongo.uri)}{settings.mongo.database}"
 
     def iter_sorted(self) -> Iterator[Document]:
-        # ONE cursor, answered in order from the _id index by the patched FerretDB
+        return self.iter_range(None, None)
+
+    def iter_range(self, after: str | None, upper: str | None) -> Iterator[Document]:
+        # ONE cursor per range, answered in order from the _id index by the patched FerretDB
         # (tools/bootstrap/ferretdb.sh): no sort of the collection, flat memory.
-        yield from self.coll.find(key_filter(None, None)).sort("_id", 1).batch_size(1000)
+        yield from self.coll.find(key_filter(after, upper)).sort("_id", 1).batch_size(1000)
+
+    def ranges(self, n: int) -> list[tuple[str | None, str | None]]:
+        # Split points interpolated between the two ends, as the backfill plans: no scan.
+        ends = []
+        for direction in (1, -1):
+            found = list(
+                self.coll.find(key_filter(None, None), {"_id": 1}).sort("_id", direction).limit(1)
+            )
+            ends.append(found[0]["_id"] if found else None)
+        cuts = boundaries(ends[0], ends[1], n) if ends[0] and ends[1] else []
+        return list(zip([None, *cuts], [*cuts, None], strict=True))
 
     def get(self, key: str) -> Document | None:
         return self.coll.find_one({"_id": key})
@@ -246,13 +276,17 @@ class MongoSource(Source):
 
 class MySQLSide:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.conn = connect(settings.mysql, autocommit=True)
         self.walk = connect(settings.mysql, autocommit=True)
 
-    def iter_sorted(self) -> Iterator[Document]:
+    def iter_sorted(self, after: str | None = None, upper: str | None = None) -> Iterator[Document]:
+        """Documents with keys in (after, upper] (None: unbounded), in key order."""
         cur = self.walk.cursor()
         try:
-            yield from store.iter_documents(cur, batch_size=MYSQL_BATCH)
+            yield from store.iter_documents(
+                cur, after_key=after, upper_key=upper, batch_size=MYSQL_BATCH
+            )
         finally:
             cur.close()
 
@@ -341,6 +375,7 @@ class _Verifier:
         self.truth = truth
         self.report = report
         self.live = live  # the source can change during the run: re-read it too
+        self._lock = threading.Lock()  # findings and counts, shared by parallel walks
         self.dead = mysql.query(store.dead_letter_keys)
         report.dead_letters = mysql.query(store.dead_letter_count)
 
@@ -348,14 +383,21 @@ class _Verifier:
         finding.difference = not (
             self.truth == "mysql" and finding.kind in EXPECTED_UNDER_MYSQL_TRUTH
         )
-        self.report.findings.append(finding.as_dict())
+        with self._lock:
+            self.report.findings.append(finding.as_dict())
 
-    def recheck(self, suspects: dict[str, Finding], src_docs: dict[str, Document]) -> None:
+    def recheck(
+        self,
+        suspects: dict[str, Finding],
+        src_docs: dict[str, Document],
+        mysql: MySQLSide | None = None,
+    ) -> None:
         """Re-read both sides by key and report what is still different."""
         if not suspects:
             return
-        self.report.rechecked += len(suspects)
-        rows = self.mysql.load(list(suspects))
+        with self._lock:
+            self.report.rechecked += len(suspects)
+        rows = (mysql or self.mysql).load(list(suspects))
         for key in suspects:
             src = self.source.get(key) if self.live else src_docs.get(key)
             finding = classify(key, src, rows.get(key), self.dead)
@@ -366,8 +408,9 @@ class _Verifier:
         self,
         src_chunk: list[tuple[str, str | None, Document]],
         my_chunk: list[tuple[str, str, Document]],
+        mysql: MySQLSide | None = None,
     ) -> bool:
-        """True if the chunk matched by checksum."""
+        """True if the chunk matched by checksum (`mysql`: the walk's side, for re-reads)."""
         if self._digest(src_chunk) == self._digest(my_chunk):
             return True
         src = {k: d for k, _, d in src_chunk}
@@ -386,7 +429,7 @@ class _Verifier:
             finding = classify(key, src.get(key), mine.get(key), self.dead)
             if finding is not None:
                 suspects[key] = finding
-        self.recheck(suspects, src)
+        self.recheck(suspects, src, mysql)
         return False
 
     @staticmethod
@@ -398,13 +441,57 @@ class _Verifier:
             h.update(key.encode("utf-8", "surrogatepass") + b"\0" + canon.encode() + b"\n")
         return h.hexdigest()
 
-    def full(self, chunk_size: int) -> None:
+    def full(self, chunk_size: int, parallel: int = 1) -> None:
+        """Walk both sides in key order. With `parallel` > 1 the key space is cut into that
+        many ranges, each walked by a thread with its own cursors: the source's server
+        (FerretDB decodes every document it returns) then works on several cores while this
+        process compares."""
         counts = {"source_docs": 0, "mysql_rows": 0, "chunks": 0, "chunks_mismatched": 0}
         self.report.counts = counts
-        my_iter = self.mysql.iter_sorted()
+        ranges = self.source.ranges(parallel) if parallel > 1 else [(None, None)]
+        if len(ranges) == 1:
+            self._walk(self.mysql, None, None, chunk_size)
+        else:
+            self._walk_parallel(ranges, chunk_size)
+        self.non_string(counts)
+
+    def _walk_parallel(self, ranges: list[tuple[str | None, str | None]], chunk_size: int) -> None:
+        errors: list[BaseException] = []
+
+        def run(after: str | None, upper: str | None) -> None:
+            try:
+                side = MySQLSide(self.mysql.settings)
+                try:
+                    self._walk(side, after, upper, chunk_size)
+                finally:
+                    side.close()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the calling thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=r, name=f"verify-walk-{i}", daemon=True)
+            for i, r in enumerate(ranges)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def _count(self, **add: int) -> None:
+        with self._lock:
+            for k, v in add.items():
+                self.report.counts[k] += v
+
+    def _walk(
+        self, mysql: MySQLSide, after: str | None, upper_key: str | None, chunk_size: int
+    ) -> None:
+        """Compare the keys in (after, upper_key] chunk by chunk."""
+        my_iter = mysql.iter_sorted(after, upper_key)
         pending: Document | None = next(my_iter, None)
         last_src_key: bytes | None = None
-        src_iter = self.source.iter_sorted()
+        src_iter = self.source.iter_range(after, upper_key)
         done = False
         while not done:
             src_chunk: list[tuple[str, str | None, Document]] = []
@@ -428,12 +515,13 @@ class _Verifier:
                 pending = next(my_iter, None)
             if not src_chunk and not my_chunk:
                 break
-            counts["source_docs"] += len(src_chunk)
-            counts["mysql_rows"] += len(my_chunk)
-            counts["chunks"] += 1
-            if not self.compare_chunk(src_chunk, my_chunk):
-                counts["chunks_mismatched"] += 1
-        self.non_string(counts)
+            matched = self.compare_chunk(src_chunk, my_chunk, mysql)
+            self._count(
+                source_docs=len(src_chunk),
+                mysql_rows=len(my_chunk),
+                chunks=1,
+                chunks_mismatched=0 if matched else 1,
+            )
 
     def non_string(self, counts: dict[str, int]) -> None:
         for doc in self.source.iter_non_string(counts["source_docs"]):
@@ -476,6 +564,7 @@ def verify(
     *,
     sample: int | None = None,
     chunk_size: int = 1000,
+    parallel: int = PARALLEL,
     truth: str = "mongo",
     archive: str | None = None,
     s3_endpoint: str | None = None,
@@ -504,7 +593,7 @@ def verify(
         if sample:
             verifier.sampled(sample)
         else:
-            verifier.full(chunk_size)
+            verifier.full(chunk_size, parallel if archive is None else 1)
         if archive is not None:
             report.errors.extend(source.integrity_errors())  # type: ignore[attr-defined]
     finally:

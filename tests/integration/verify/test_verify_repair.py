@@ -48,10 +48,30 @@ def item_key(conn) -> str:
 
 
 def test_clean_when_in_sync(synced):
-    report = verify.verify(synced, chunk_size=64)
+    report = verify.verify(synced, chunk_size=64, parallel=1)
     assert report.ok, report.as_dict()
     assert report.counts == {"source_docs": N, "mysql_rows": N, "chunks": 5, "chunks_mismatched": 0}
     assert verify.verify(synced, sample=40).ok
+
+
+@pytest.mark.parametrize("parallel", [2, 3, 5])
+def test_parallel_range_walks_cover_every_key_once(synced, app_conn, parallel):
+    """The key space cut into ranges walked side by side: every document is compared once,
+    and differences at the ends of the key space and of each range are found."""
+    clean = verify.verify(synced, chunk_size=64, parallel=parallel)
+    assert clean.ok, clean.as_dict()
+    assert clean.counts["source_docs"] == N and clean.counts["mysql_rows"] == N
+    assert clean.counts["chunks_mismatched"] == 0
+    keys = [r[0] for r in sql(app_conn, "SELECT shipment_key FROM shipment ORDER BY shipment_key")]
+    gone = {keys[0], keys[N // 2], keys[-1]}
+    for key in gone:
+        sql(app_conn, "DELETE FROM shipment WHERE shipment_key = %s", (key,))
+    app_conn.commit()
+    write_mysql(app_conn, [make_doc(N + 1000)])  # in MySQL only
+    report = verify.verify(synced, chunk_size=64, parallel=parallel)
+    found = {(f["kind"], f["key"]) for f in report.findings}
+    assert found == {("missing", k) for k in gone} | {("extra", make_doc(N + 1000)["key"])}
+    assert report.counts["source_docs"] == N and report.counts["mysql_rows"] == N - 2
 
 
 def test_each_kind_reported_exactly_then_repaired(synced, collection, app_conn, tmp_path):
