@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lazyshift import verify
 from lazyshift.core import document
-from lazyshift.core.mapping import NotFastPath, stored_form, stored_form_fast
+from lazyshift.core.mapping import NotFastPath, stored_form, stored_form_fast, time_text
 from strategies import canonical_documents, sample_document
 
 
@@ -54,3 +56,29 @@ def test_fast_stored_form_refuses_what_it_would_hide(doc, mutation) -> None:
         return  # nothing to mutate in this document (no items, no sender address, ...)
     with pytest.raises((NotFastPath, KeyError)):
         stored_form_fast(changed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(
+        [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+    ),
+)
+def test_time_text_is_format_datetime(dt, tz) -> None:
+    value = dt if tz is None else dt.replace(tzinfo=tz)
+    assert time_text(value) == document.format_datetime(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(canonical_documents())
+def test_verify_canonical_texts_are_the_canonical_json(doc) -> None:
+    """verify's faster texts of both sides are exactly `canonical_json` of the stored form."""
+    assert verify._canon_fast(doc) == document.canonical_json(stored_form_fast(doc))
+    stored = stored_form(doc)
+    assert verify._canon_rows(stored) == document.canonical_json(stored)
+
+
+def test_a_datetime_in_extra_leaves_the_fast_text() -> None:
+    doc = sample_document(extra={"t": datetime(2024, 1, 1, tzinfo=UTC)})
+    assert verify._canon_fast(doc) is None

@@ -735,12 +735,37 @@ def _party_fast(p: Any) -> dict[str, Any] | None:
     }
 
 
-def stored_form_fast(doc: Document) -> Document:
+def time_text(value: datetime) -> str:
+    """`document.format_datetime(value)` (the JSON form of a time), about 3x faster: verify
+    formats five times per document on each side."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.year < 1000:  # strftime does not pad such years: keep its exact text
+        return document.format_datetime(value)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - the fastest here
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 1000,
+    )
+
+
+def _time_json(value: Any, where: str) -> str:
+    if not isinstance(value, datetime):
+        raise NotFastPath(f"{where}: {type(value).__name__}, not a datetime")
+    return time_text(value)
+
+
+def stored_form_fast(doc: Document, *, json_form: bool = False) -> Document:
     """`stored_form(doc)` without validating values (about 10x faster), for verify's checksums:
     raises NotFastPath for a document with a field it does not know or a value it would have
     to convert (so it never hides a difference: such a document goes through the exact path),
-    and otherwise equals `stored_form` wherever that accepts the document (tests/unit)."""
+    and otherwise equals `stored_form` wherever that accepts the document (tests/unit).
+    `json_form`: its times already as JSON text (= `document.to_json` of the result)."""
     doc = _fields(doc, _TOP_FIELDS, "(document)")
+    when = _time_json if json_form else _utc
     key = doc["key"]
     if doc["_id"] != key:
         raise NotFastPath("_id: not the key")
@@ -768,7 +793,7 @@ def stored_form_fast(doc: Document) -> Document:
         ],
         "events": [
             {
-                "time": _utc(e["time"], "events/time"),
+                "time": when(e["time"], "events/time"),
                 "status": e["status"],
                 "location": e["location"],
                 "note": e["note"],
@@ -777,8 +802,8 @@ def stored_form_fast(doc: Document) -> Document:
         ],
         "price": doc["price"],
         "cost": doc["cost"],
-        "created_at": _utc(doc["created_at"], "created_at"),
-        "updated_at": _utc(doc["updated_at"], "updated_at"),
+        "created_at": when(doc["created_at"], "created_at"),
+        "updated_at": when(doc["updated_at"], "updated_at"),
         "source_seq": _int(doc["source_seq"], "source_seq"),
         "source_rev": _int(doc["source_rev"], "source_rev"),
         "version": _int(doc["version"], "version"),
