@@ -586,6 +586,7 @@ def measure(
         console.print(f"{run} {m['docs_per_s']:,.0f} docs/s in {m['s']:,.0f}s")
         values[keyed(f"{run}_docs_per_s", docs)] = round(m["docs_per_s"], 1)
         values[keyed(f"{run}_s", docs)] = round(m["s"], 1)
+        values.update(peaks(runs, docs))
         merge_results(values)  # a long run keeps what it measured if a later step fails
 
     if "scan" in runs_wanted:
