@@ -265,7 +265,8 @@ def read_control(cur: Any) -> ControlState:
 
 # The read API's one round trip: the control row and one shipment's four tables in one
 # consistent read-only snapshot, sent as one multi-statement query (the connector's C
-# extension allows it) and closed by its own COMMIT. One snapshot for both means the mode a
+# extension allows it; `multi=True` is connector 9.1's form, pinned in pyproject.toml, 9.2
+# renamed it) and closed by its own COMMIT. One snapshot for both means the mode a
 # read acts on and the document it returns are of the same instant.
 SNAPSHOT_BEGIN = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 DOCUMENT_STATEMENTS = (
