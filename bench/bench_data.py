@@ -431,6 +431,10 @@ def _rates(series: list[tuple[float, int]], window: float = 5.0) -> tuple[list, 
     return ts, rs
 
 
+def plot_path(docs: int) -> Path:
+    return PLOT if docs == DEFAULT_DOCS else PLOT.with_name(f"backfill_{size_suffix(docs)}.png")
+
+
 def plot(runs: dict[str, dict[str, Any]], docs: int) -> None:
     import matplotlib
 
@@ -459,22 +463,31 @@ def plot(runs: dict[str, dict[str, Any]], docs: int) -> None:
     ax.set_title(f"lazyshift data path, {docs:,} documents (MariaDB + FerretDB)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=120)
+    fig.savefig(plot_path(docs), dpi=120)
 
 
 def cached_source(bench: Bench, docs: int) -> tuple[Settings, float | None]:
-    """The dataset of `docs` documents, generated on the first run and kept for the next ones."""
+    """The dataset of `docs` documents, generated on the first run and kept for the next ones.
+
+    It lives in the test stack's FerretDB (under .state/test), one database per size; a load
+    that was interrupted resumes where it stopped (chunks already in are skipped)."""
     bench.mongo_db = f"lzbench_cache_{docs}"
     settings = bench.settings("unused")
-    client = pymongo.MongoClient(settings.mongo.uri, socketTimeoutMS=None)
+    client = pymongo.MongoClient(settings.mongo.uri, socketTimeoutMS=None, maxPoolSize=LOADERS + 2)
     try:
         db = client[bench.mongo_db]
         meta = db[CACHE_META].find_one({"_id": "loaded"})
         if meta and meta.get("docs") == docs and meta.get("generator") == CACHE_GENERATOR:
             return settings, None
-        client.drop_database(bench.mongo_db)
+        progress = db[CACHE_META].find_one({"_id": "progress"}) or {}
+        if progress.get("docs") != docs or progress.get("generator") != CACHE_GENERATOR:
+            client.drop_database(bench.mongo_db)
+            db[CACHE_META].insert_one(
+                {"_id": "progress", "docs": docs, "generator": CACHE_GENERATOR, "chunks": []}
+            )
+            progress = {"chunks": []}
         t0 = time.monotonic()
-        load_mongo(db[settings.mongo.collection], docs)
+        bulk_load(db, settings.mongo.collection, docs, set(progress.get("chunks", [])))
         db[CACHE_META].insert_one({"_id": "loaded", "docs": docs, "generator": CACHE_GENERATOR})
         return settings, time.monotonic() - t0
     finally:
@@ -483,14 +496,79 @@ def cached_source(bench: Bench, docs: int) -> tuple[Settings, float | None]:
 
 CACHE_META = "bench_meta"
 CACHE_GENERATOR = "tests/dataset.py v1"
+# Chunks of the dataset loaded side by side: one generates its documents while the others
+# wait on FerretDB, which does its own encoding on other threads; more gain nothing here.
+LOADERS = 3
+LOAD_CHUNK = 10_000
+
+
+def bulk_load(db: Any, collection: str, docs: int, done: set[int]) -> None:
+    """Insert documents 0..docs-1 in chunks (insert_many of 1,000), LOADERS at a time; each
+    chunk is recorded once it is in, so an interrupted load resumes after the last one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pymongo.errors import BulkWriteError
+
+    coll = db[collection]
+    loaded = [len(done) * LOAD_CHUNK]
+    lock = threading.Lock()
+
+    def chunk(index: int) -> None:
+        start = index * LOAD_CHUNK
+        n = min(LOAD_CHUNK, docs - start)
+        try:
+            load_mongo(coll, n, start=start)
+        except BulkWriteError as exc:  # a resumed chunk: only duplicates of what is in
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+        db[CACHE_META].update_one({"_id": "progress"}, {"$push": {"chunks": index}})
+        with lock:
+            loaded[0] += n
+            console.print(f"  loaded {loaded[0]:,} / {docs:,}", highlight=False)
+
+    todo = [i for i in range((docs + LOAD_CHUNK - 1) // LOAD_CHUNK) if i not in done]
+    with ThreadPoolExecutor(LOADERS) as pool:
+        for _ in pool.map(chunk, todo):
+            pass
 
 
 def size_suffix(docs: int) -> str:
     return {100_000: "100k", 1_000_000: "1m"}.get(docs, str(docs))
 
 
+RUNS = ("scan", "load_data", "backfill_1w", "backfill_2w", "verify")
+DEFAULT_DOCS = 100_000
+
+
+def keyed(name: str, docs: int) -> str:
+    """A result key: plain at the default size (the goals' ratios), else with the size."""
+    return name if docs == DEFAULT_DOCS else f"{name}_{size_suffix(docs)}"
+
+
+def peaks(runs: dict[str, dict[str, Any]], docs: int) -> dict[str, float]:
+    """Peak RSS: the largest single lazyshift process (the supervisor or one worker; the
+    whole tree's sum beside it) and FerretDB, over every step measured at this size."""
+    values: dict[str, float] = {}
+    sfx = size_suffix(docs)
+    backfills = [runs[k] for k in ("backfill 1w", "backfill 2w") if k in runs]
+    if backfills:
+        values[f"backfill_peak_rss_mb_{sfx}"] = round(
+            max(r["rss_max_proc_mb"] for r in backfills), 1
+        )
+        values[f"backfill_peak_rss_tree_mb_{sfx}"] = round(
+            max(r["rss_tree_mb"] for r in backfills), 1
+        )
+    if "verify" in runs:
+        values[f"verify_peak_rss_mb_{sfx}"] = round(runs["verify"]["rss_max_proc_mb"], 1)
+    if runs:
+        values[f"ferretdb_peak_rss_mb_{sfx}"] = round(
+            max(r["ferretdb_rss_mb"] for r in runs.values()), 1
+        )
+    return values
+
+
 def measure(
-    bench: Bench, docs: int, partitions: int | None, load_data: bool = True
+    bench: Bench, docs: int, partitions: int | None, runs_wanted: tuple[str, ...] = RUNS
 ) -> tuple[dict, dict, dict]:
     ferret_pid = bench.stack.mongo.pid()
     src, load_s = cached_source(bench, docs)
@@ -498,48 +576,45 @@ def measure(
         f"dataset: {docs:,} docs "
         + (f"loaded in {load_s:.0f}s" if load_s is not None else "(cached in .state)")
     )
+    values: dict[str, Any] = {keyed("data_bench_docs", docs): docs}
+    if load_s is not None:
+        values[keyed("dataset_load_s", docs)] = round(load_s, 1)
     runs: dict[str, dict[str, Any]] = {}
-    runs["scan"] = plain_scan(src, docs, ferret_pid)
-    console.print(f"scan {runs['scan']['docs_per_s']:,.0f} docs/s")
-    merge_results({"scan_docs_per_s": round(runs["scan"]["docs_per_s"], 1)})
-    raw = raw_ceiling(bench, src) if load_data else {"load_data_docs_per_s": None}
-    if load_data:
+
+    def record(run: str, m: dict[str, Any]) -> None:
+        runs[run.replace("_", " ")] = m
+        console.print(f"{run} {m['docs_per_s']:,.0f} docs/s in {m['s']:,.0f}s")
+        values[keyed(f"{run}_docs_per_s", docs)] = round(m["docs_per_s"], 1)
+        values[keyed(f"{run}_s", docs)] = round(m["s"], 1)
+        values.update(peaks(runs, docs))
+        merge_results(values)  # a long run keeps what it measured if a later step fails
+
+    if "scan" in runs_wanted:
+        record("scan", plain_scan(src, docs, ferret_pid))
+    if "load_data" in runs_wanted:
+        raw = raw_ceiling(bench, src)
         console.print(f"LOAD DATA ceiling {raw['load_data_docs_per_s']:,.0f} docs/s")
-    runs["backfill 1w"] = backfill(bench, 1, partitions or 8, docs, ferret_pid)
-    console.print(f"backfill 1w {runs['backfill 1w']['docs_per_s']:,.0f} docs/s")
-    merge_results({"backfill_1w_docs_per_s": round(runs["backfill 1w"]["docs_per_s"], 1)})
-    runs["backfill 2w"] = backfill(bench, 2, partitions or 8, docs, ferret_pid)
-    console.print(f"backfill 2w {runs['backfill 2w']['docs_per_s']:,.0f} docs/s")
-    merge_results({"backfill_2w_docs_per_s": round(runs["backfill 2w"]["docs_per_s"], 1)})
-    target = runs["backfill 2w"]["settings"]
-    runs["verify"] = run_measured(
-        [str(LAZYSHIFT), "verify", "--json"], env_for(target), docs, ferret_pid
-    )
-    console.print(f"verify {runs['verify']['docs_per_s']:,.0f} docs/s")
-    sfx = size_suffix(docs)
-    peak_ferret = max(r["ferretdb_rss_mb"] for r in runs.values())
-    peak_backfill = max(runs[k]["rss_max_proc_mb"] for k in ("backfill 1w", "backfill 2w"))
-    values = {
-        "data_bench_docs": docs,
-        "scan_docs_per_s": round(runs["scan"]["docs_per_s"], 1),
-        "backfill_1w_docs_per_s": round(runs["backfill 1w"]["docs_per_s"], 1),
-        "backfill_2w_docs_per_s": round(runs["backfill 2w"]["docs_per_s"], 1),
-        "verify_docs_per_s": round(runs["verify"]["docs_per_s"], 1),
-        "load_data_docs_per_s": raw["load_data_docs_per_s"]
-        and round(raw["load_data_docs_per_s"], 1),
-        f"backfill_peak_rss_mb_{sfx}": round(peak_backfill, 1),
-        f"backfill_peak_rss_tree_mb_{sfx}": round(
-            max(runs[k]["rss_tree_mb"] for k in ("backfill 1w", "backfill 2w")), 1
-        ),
-        f"ferretdb_peak_rss_mb_{sfx}": round(peak_ferret, 1),
-        "mysql_driver_cext": bool(HAVE_CEXT),
-    }
-    loads = {
-        "scan_docs_per_s": runs["scan"]["load"],
-        "backfill_1w_docs_per_s": runs["backfill 1w"]["load"],
-        "backfill_2w_docs_per_s": runs["backfill 2w"]["load"],
-        "verify_docs_per_s": runs["verify"]["load"],
-    }
+        values[keyed("load_data_docs_per_s", docs)] = round(raw["load_data_docs_per_s"], 1)
+    for workers in (1, 2):
+        if f"backfill_{workers}w" in runs_wanted:
+            record(
+                f"backfill_{workers}w", backfill(bench, workers, partitions or 8, docs, ferret_pid)
+            )
+    if "verify" in runs_wanted:
+        # verify compares the last backfill's MySQL database with the collection
+        done = [runs[k] for k in ("backfill 2w", "backfill 1w") if k in runs]
+        if not done:
+            raise SystemExit("verify needs a backfill in the same run (--runs ...,backfill_2w)")
+        target = done[0]["settings"]
+        record(
+            "verify",
+            run_measured([str(LAZYSHIFT), "verify", "--json"], env_for(target), docs, ferret_pid),
+        )
+    values.update(peaks(runs, docs))
+    values["mysql_driver_cext"] = bool(HAVE_CEXT)
+    names = {"scan": "scan", "backfill 1w": "backfill_1w", "backfill 2w": "backfill_2w"}
+    names["verify"] = "verify"
+    loads = {keyed(f"{names[k]}_docs_per_s", docs): r["load"] for k, r in runs.items()}
     return values, loads, runs
 
 
@@ -550,25 +625,47 @@ def main() -> None:
         "--partitions", type=int, default=None, help="backfill partitions (default 8)"
     )
     parser.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help=f"steps to measure, comma-separated (default all: {','.join(RUNS)})",
+    )
+    parser.add_argument(
         "--skip-load-data",
         action="store_true",
         help="skip the LOAD DATA ceiling (context only; it scans the collection once more)",
     )
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="only build (or find) the cached dataset of --docs documents, then stop",
+    )
     args = parser.parse_args()
     bench = Bench()
     try:
+        if args.load_only:
+            _, load_s = cached_source(bench, args.docs)
+            console.print(
+                f"dataset: {args.docs:,} docs "
+                + (f"loaded in {load_s:.0f}s" if load_s is not None else "(cached in .state)")
+            )
+            return
         before = load_avg()
-        values, loads, runs = measure(
-            bench, args.docs, args.partitions, load_data=not args.skip_load_data
-        )
-        values["load_avg_before"], values["load_avg_after"] = before, load_avg()
-        values["data_bench_loads"] = {k: list(v) for k, v in loads.items()}
+        wanted = tuple(r.strip() for r in args.runs.split(",") if r.strip())
+        unknown = sorted(set(wanted) - set(RUNS))
+        if unknown:
+            parser.error(f"unknown --runs {', '.join(unknown)} (choose from {', '.join(RUNS)})")
+        if args.skip_load_data:
+            wanted = tuple(r for r in wanted if r != "load_data")
+        values, loads, runs = measure(bench, args.docs, args.partitions, wanted)
+        values[keyed("load_avg_before", args.docs)] = before
+        values[keyed("load_avg_after", args.docs)] = load_avg()
+        values[keyed("data_bench_loads", args.docs)] = {k: list(v) for k, v in loads.items()}
         merged = merge_results(values)
         values["data_bench_ratios"] = ratios(merged, loads)
         merged = merge_results({"data_bench_ratios": values["data_bench_ratios"]})
         table = Table("metric", "value", title=f"bench_data ({args.docs:,} docs)")
         for k, v in values.items():
-            if k not in ("data_bench_ratios", "data_bench_loads"):
+            if not k.startswith(("data_bench_ratios", "data_bench_loads")):
                 table.add_row(k, str(v))
         console.print(table)
         goals = Table("ratio", "value", "goal", "met", "note", title="goals (same run, same data)")
@@ -578,7 +675,7 @@ def main() -> None:
             )
         console.print(goals)
         plot(runs, args.docs)
-        console.print(f"wrote {RESULTS} and {PLOT}")
+        console.print(f"wrote {RESULTS} and {plot_path(args.docs)}")
     finally:
         bench.cleanup()
 

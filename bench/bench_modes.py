@@ -13,6 +13,7 @@ every transition's write pause < 0.5 s.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -31,8 +33,9 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_data import RESULTS, Bench, console, env_for  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from dataset import key_for, load_mongo  # noqa: E402
 from lazyshift.config import Settings  # noqa: E402
-from lazyshift.core.mongo_store import MongoStore, connect  # noqa: E402
+from lazyshift.core.mongo_store import connect  # noqa: E402
 from lazyshift.dev.expected import dump, expected_state  # noqa: E402
 
 LAG_RATE = 500  # the demo's stream
@@ -185,53 +188,69 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def read_latencies(settings: Settings, keys: list[str]) -> tuple[list[float], list[float]]:
-    """First read of each key is a lazy-migration miss; the second read is a hit."""
+READ_WARMUP = 50  # reads before the measured ones: the API's pooled connection is open
+
+
+def read_latencies(settings: Settings, reads: int) -> tuple[list[float], list[float]]:
+    """Read latency through the read API in mysql-primary (set by the caller), ms.
+
+    `reads` generated shipments go into a MongoDB database of their own (MySQL has none of
+    them): the first read of each is a lazy-migration miss, the read right after it a hit,
+    so both are measured side by side under the same load. One keep-alive HTTP connection,
+    as a service calling the API keeps, after READ_WARMUP reads that open the pool's
+    connections. Every answer is checked: a miss must come from MongoDB and be written into
+    MySQL before it returns (store mongo->mysql), a hit must come from MySQL."""
+    s = settings.model_copy(deep=True)
+    s.mongo.database = settings.mongo.database + "_reads"
+    mongo = connect(s.mongo.uri)
+    mongo.drop_database(s.mongo.database)
+    load_mongo(mongo[s.mongo.database][s.mongo.collection], READ_WARMUP + reads)
     mock, port = start_mock("--seed", "1", "--count", "1")
-    http = free_port()
+    http_port = free_port()
     client = subprocess.Popen(
-        [
-            str(LAZYSHIFT),
-            "client",
-            "run",
-            "--mode",
-            "control",
-            "--source-port",
-            str(port),
-            "--http-port",
-            str(http),
-            "--client-id",
-            "bench-reader",
-        ],
-        env=env_for(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        [str(LAZYSHIFT), "client", "run", "--mode", "control", "--source-port", str(port),
+         "--http-port", str(http_port), "--client-id", "bench-reader"],
+        env=env_for(s), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1)
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
-        def timed(key: str) -> float:
+        def timed(key: str, store: str) -> float:
             t = time.perf_counter()
-            with urllib.request.urlopen(f"http://127.0.0.1:{http}/shipments/{key}") as r:
-                r.read()
-            return (time.perf_counter() - t) * 1000
+            conn.request("GET", f"/shipments/{urllib.parse.quote(key, safe='')}")
+            r = conn.getresponse()
+            r.read()
+            ms = (time.perf_counter() - t) * 1000
+            got = r.getheader("X-Lazyshift-Store")
+            if r.status != 200 or got != store:
+                raise RuntimeError(f"read {key!r}: {r.status} from {got}, expected {store}")
+            return ms
 
-        misses = [timed(k) for k in keys]
-        hits = [timed(k) for k in keys]
+        for i in range(READ_WARMUP):
+            timed(key_for(i), "mongo->mysql")
+            timed(key_for(i), "mysql")
+        hits, misses = [], []
+        for i in range(READ_WARMUP, READ_WARMUP + reads):
+            misses.append(timed(key_for(i), "mongo->mysql"))
+            hits.append(timed(key_for(i), "mysql"))
         return hits, misses
     finally:
+        conn.close()
         client.send_signal(signal.SIGTERM)
         client.wait(timeout=30)
         mock.terminate()
         mock.wait()
+        mongo.drop_database(s.mongo.database)
+        mongo.close()
 
 
 def transition_pauses(settings: Settings, rate: int) -> dict[str, float]:
@@ -282,7 +301,7 @@ def pct(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=3000, help="messages per ingest run")
-    ap.add_argument("--reads", type=int, default=500, help="keys read (miss, then hit)")
+    ap.add_argument("--reads", type=int, default=1000, help="keys read (miss, then hit)")
     ap.add_argument("--rate", type=int, default=300, help="source rate during transitions")
     args = ap.parse_args(argv)
     bench = Bench()
@@ -321,15 +340,12 @@ def main(argv: list[str] | None = None) -> int:
             for m in rungs:
                 cli(s_l, "mode", "set", m)
             lag99[mode], lags[mode] = lag_p99(s_l, "control", mysql_offsets=True)
-        # Reads in mysql-primary against the stage-1 data (nothing in MySQL yet: all misses).
+        # Reads in mysql-primary: lazy-migration misses and hits (their own data).
         s_read = bench.fresh_mysql()
-        s_read.mongo.database = s_mongo.mongo.database
+        s_read.mongo.database = bench.mongo_db
         for m in ("dual", "mysql-primary"):
             cli(s_read, "mode", "set", m)
-        store = MongoStore(connect(s_read.mongo.uri), s_read.mongo.database)
-        keys = [d["_id"] for d in store.shipments.find({}, {"_id": 1}).limit(args.reads)]
-        store.client.close()
-        hits, misses = read_latencies(s_read, keys)
+        hits, misses = read_latencies(s_read, args.reads)
         # Transition pauses under load, two clients.
         s_tr = bench.fresh_mysql()
         s_tr.mongo.database = bench.mongo_db + "_tr"

@@ -153,6 +153,9 @@ class Router:
         self._shadow_rng = random.Random()
         self.shadow_counts: dict[str, int] = {}  # reported in the heartbeat for the gate
         self._mirrored_epoch: int | None = None  # the epoch this reader left in the mirror
+        # Whether the mode last read answers reads from MySQL: a hint (what the next read
+        # asks for in its first round trip), never trusted (each read checks its own mode).
+        self._reads_mysql = False
 
     @property
     def mode(self) -> Mode:
@@ -175,19 +178,23 @@ class Router:
                 self._writer.close()
             self._writer = None
 
-    def _reader(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _reader(self) -> tuple[Any, Any]:
+        """This read thread's connection and cursor, kept for the thread's life (the read
+        API's pool): no connect per read, and no new cursor either (the C extension pings
+        the server, a round trip, for every cursor it opens)."""
+        pair = getattr(self._local, "conn", None)
+        if pair is None:
             conn = my.connect(self.settings.mysql, autocommit=True)
-            self._local.conn = conn
-        return conn
+            pair = (conn, conn.cursor())
+            self._local.conn = pair
+        return pair
 
     def _drop_reader(self) -> None:
-        conn = getattr(self._local, "conn", None)
+        pair = getattr(self._local, "conn", None)
         self._local.conn = None
-        if conn is not None:
+        if pair is not None:
             with contextlib.suppress(*MYSQL_ERRORS):
-                conn.close()
+                pair[0].close()
 
     # -- the consumer's sink ---------------------------------------------------------------------
     def write(self, doc: Document) -> bool:
@@ -626,28 +633,46 @@ class Router:
         return Mode(before.mode), doc
 
     def _read_controlled(self, key: str) -> ReadResult:
-        conn = self._reader()
+        conn, cur = self._reader()
         # The control row is read for every request (a primary-key lookup), so a read never
         # uses a mode older than the last committed transition: no stale read after a flip.
-        st = store.read_control(conn.cursor())
-        mode = Mode(st.mode)
+        # Where MySQL answers reads (the mode last seen says so) the document comes in the
+        # same round trip and snapshot; a flip to such a mode since costs one more.
+        with_doc = self._reads_mysql
+        while True:
+            st, doc = store.read_control_and_document(conn, cur, key if with_doc else None)
+            mode = Mode(st.mode)
+            self._reads_mysql = mode in (Mode.MYSQL_PRIMARY, Mode.MYSQL)
+            if with_doc or not self._reads_mysql:
+                break
+            with_doc = True
         if mode in (Mode.MONGO, Mode.DUAL):
-            if st.stable and st.epoch != self._mirrored_epoch:
-                self._seed_mirror(st.mode, st.epoch)
-            doc = self.mongo.get(key)
-            if (
-                mode == Mode.DUAL
-                and doc is not None
-                and (self._shadow_rng.random() < self.settings.client.shadow_read_fraction)
-            ):
-                self._shadow_compare(conn, doc)
-            self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
-            return ReadResult(doc, mode, "mongo")
-        with read_snapshot(conn):
-            doc = store.load_documents(conn.cursor(), [key]).get(key)
+            return self._read_mongo_truth(conn, st, key)
         if doc is not None or mode == Mode.MYSQL:
             self.metrics.reads.labels(mode, "mysql", _hit(doc)).inc()
             return ReadResult(doc, mode, "mysql")
+        return self._migrate_on_read(conn, st, key)
+
+    def _read_mongo_truth(self, conn: Any, st: store.ControlState, key: str) -> ReadResult:
+        """mongo and dual: MongoDB answers (dual compares a fraction with MySQL's copy)."""
+        mode = Mode(st.mode)
+        if st.stable and st.epoch != self._mirrored_epoch:
+            self._seed_mirror(st.mode, st.epoch)
+        doc = self.mongo.get(key)
+        if (
+            mode == Mode.DUAL
+            and doc is not None
+            and (self._shadow_rng.random() < self.settings.client.shadow_read_fraction)
+        ):
+            self._shadow_compare(conn, doc)
+        self.metrics.reads.labels(mode, "mongo", _hit(doc)).inc()
+        return ReadResult(doc, mode, "mongo")
+
+    def _migrate_on_read(self, conn: Any, st: store.ControlState, key: str) -> ReadResult:
+        """mysql-primary, a shipment MySQL does not hold: MongoDB's copy (read by exact
+        `_id`, which FerretDB answers from its index) is written into MySQL through the
+        guarded write under the epoch just read, and only then returned (DESIGN.md stage 3)."""
+        mode = Mode(st.mode)
         old = self.mongo.get(key)  # MongoDB is read-only now: its copy is the latest
         if old is None:
             self.metrics.reads.labels(mode, "mongo", "miss").inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 
@@ -85,6 +86,43 @@ def test_lazy_migration_on_read_is_safe_under_a_stampede(settings, seeded) -> No
         metrics = _metrics(port)
         assert 'lazyshift_lazy_migrations_total{path="read"} 1.0' in metrics
         assert "lazyshift_stream_received_total 1.0" in metrics
+    finally:
+        kill(proc, signal.SIGTERM)
+        source.stop()
+
+
+def test_each_read_follows_the_flip_before_it_and_reads_an_odd_key_exactly(
+    settings, seeded
+) -> None:
+    """A read takes the mode and the document from one MySQL snapshot, asking for the
+    document in its first round trip only when the mode it last saw reads MySQL: the read
+    right after each flip (towards MySQL, and back) still acts on the new mode, and a key
+    full of SQL-significant characters is found in the one multi-statement query."""
+    base = seeded.docs[sorted(seeded.docs)[3]]
+    key = f"{base['source']}:odd;key'\"\\é--"
+    store = MongoStore(connect(settings.mongo.uri), settings.mongo.database)
+    store.shipments.insert_one({**base, "_id": key, "key": key})
+    store.client.close()
+    path = f"/shipments/{quote(key, safe='')}"
+    run_cli("mode", "set", "dual", settings=settings)
+    source, proc, port = _client(settings)
+    try:
+
+        def read() -> tuple[str, str, dict]:
+            status, body, headers = http_get(port, path)
+            assert status == 200 and body["key"] == key, (status, body)
+            assert body["version"] == base["version"]
+            return headers["X-Lazyshift-Mode"], headers["X-Lazyshift-Store"], body
+
+        assert read()[:2] == ("dual", "mongo")
+        run_cli("mode", "set", "mysql-primary", settings=settings)
+        assert read()[:2] == ("mysql-primary", "mongo->mysql")  # migrated before answering
+        assert _apply_count(settings, key) == 1
+        mode, where, body = read()
+        assert (mode, where) == ("mysql-primary", "mysql")
+        assert body["tracking_number"] == base["tracking_number"]
+        run_cli("mode", "set", "dual", settings=settings)
+        assert read()[:2] == ("dual", "mongo")
     finally:
         kill(proc, signal.SIGTERM)
         source.stop()

@@ -10,6 +10,7 @@ partitions, verify runs, archives, counts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -259,6 +260,55 @@ def read_control(cur: Any) -> ControlState:
     r = rows[0]
     return ControlState(
         r["mode"], int(r["epoch"]), r["state"], r["target_mode"], r["flip_epoch"], r["changed_at"]
+    )
+
+
+# The read API's one round trip: the control row and one shipment's four tables in one
+# consistent read-only snapshot, sent as one multi-statement query (the connector's C
+# extension allows it; `multi=True` is connector 9.1's form, pinned in pyproject.toml, 9.2
+# renamed it) and closed by its own COMMIT. One snapshot for both means the mode a
+# read acts on and the document it returns are of the same instant.
+SNAPSHOT_BEGIN = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+DOCUMENT_STATEMENTS = (
+    f"{ROOT_SELECT} WHERE shipment_key = %s",
+    *(
+        f"SELECT {', '.join(columns)} FROM {table} WHERE shipment_key = %s ORDER BY {order}"
+        for table, columns, order, _ in CHILD_TABLES
+    ),
+)
+
+
+def read_control_and_document(
+    conn: Any, cur: Any, key: str | None
+) -> tuple[ControlState, Document | None]:
+    """The control row and, if `key` is given, its document (None if absent), in one round
+    trip. `conn` must have no transaction open; it has none when this returns or raises."""
+    from mysql.connector import Error as MySQLError
+
+    statements = [SNAPSHOT_BEGIN, CONTROL_SELECT, *(DOCUMENT_STATEMENTS if key else ()), "COMMIT"]
+    params = (key,) * len(DOCUMENT_STATEMENTS) if key else ()
+    results: list[list[dict[str, Any]]] = []
+    try:
+        for result in cur.execute(";".join(statements), params, multi=True):
+            if result.with_rows:
+                results.append(rows_as_dicts(result, result.fetchall()))
+    except MySQLError as exc:
+        with contextlib.suppress(Exception):  # the original error matters
+            conn.rollback()
+        if getattr(exc, "errno", None) == 1146:  # ER_NO_SUCH_TABLE
+            raise NotMigrated(str(exc)) from exc
+        raise
+    if not results or not results[0]:
+        raise NotMigrated("no control row")
+    r = results[0][0]
+    control = ControlState(
+        r["mode"], int(r["epoch"]), r["state"], r["target_mode"], r["flip_epoch"], r["changed_at"]
+    )
+    if not key or not results[1]:
+        return control, None
+    root, parties, items, events = results[1:]
+    return control, rows_to_document(
+        Rows(root=root[0], parties=parties, items=items, events=events)
     )
 
 
