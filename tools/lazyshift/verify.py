@@ -512,7 +512,9 @@ class _Verifier:
         my_iter = mysql.iter_sorted(after, upper_key)
         pending: Document | None = next(my_iter, None)
         last_src_key: bytes | None = None
-        src_iter = self.source.iter_range(after, upper_key)
+        # One unbounded walk reads the source sorted as a whole (an archive reads no other way).
+        whole = after is None and upper_key is None
+        src_iter = self.source.iter_sorted() if whole else self.source.iter_range(after, upper_key)
         done = False
         while not done:
             src_chunk: list[tuple[str, str | None, Document]] = []
