@@ -255,6 +255,11 @@ def read_control(cur: Any) -> ControlState:
         if getattr(exc, "errno", None) == 1146:  # ER_NO_SUCH_TABLE
             raise NotMigrated(str(exc)) from exc
         raise
+    return _control_state(rows)
+
+
+def _control_state(rows: list[dict[str, Any]]) -> ControlState:
+    """The control row read by CONTROL_SELECT; NotMigrated if there is none."""
     if not rows:
         raise NotMigrated("no control row")
     r = rows[0]
@@ -298,12 +303,7 @@ def read_control_and_document(
         if getattr(exc, "errno", None) == 1146:  # ER_NO_SUCH_TABLE
             raise NotMigrated(str(exc)) from exc
         raise
-    if not results or not results[0]:
-        raise NotMigrated("no control row")
-    r = results[0][0]
-    control = ControlState(
-        r["mode"], int(r["epoch"]), r["state"], r["target_mode"], r["flip_epoch"], r["changed_at"]
-    )
+    control = _control_state(results[0] if results else [])
     if not key or not results[1]:
         return control, None
     root, parties, items, events = results[1:]
