@@ -44,7 +44,8 @@ class Sink(Protocol):
 
     def write(self, doc: Document) -> bool: ...  # True if applied, False if stale
 
-    # One outcome per document of distinct keys: True, False (stale) or Unstorable.
+    # One outcome per document, in stream order (a key may repeat: the sink applies its
+    # documents as if one after the other): True, False (stale) or Unstorable.
     def write_many(self, docs: list[Document]) -> list[bool | Unstorable]: ...
 
     def dead_letter(
@@ -106,8 +107,9 @@ class Consumer:
         self.finished = False  # saw the source's end marker
         self._counted = False  # the frame in hand was counted as received
         self._last_idle = time.monotonic()
-        # The micro-batch in hand: (raw frame, document), written on size, age, idle,
-        # offset save, a repeated key, or a rejected frame (whose offset comes after them).
+        # The micro-batch in hand: (raw frame, document) in stream order, written on size,
+        # age, idle, offset save, or a rejected frame (whose offset comes after them). A key
+        # may come more than once: the sink folds its revisions in order.
         self._batch: list[tuple[bytes, Document]] = []
         self._batch_started = time.monotonic()
         self._first_at: float | None = None
@@ -243,8 +245,6 @@ class Consumer:
         except Malformed as exc:
             self._reject(raw, seq, exc.category, exc.reason, counted=True, key=_key_hint(msg))
             return
-        if any(d["key"] == doc["key"] for _, d in self._batch):
-            self._flush_batch()  # one key once per batch: its messages stay in order
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append((raw, doc))

@@ -50,7 +50,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from lazyshift.core.document import Document
+from lazyshift.core.document import Document, fold_revisions
 
 if TYPE_CHECKING:
     from lazyshift.config import Settings
@@ -154,6 +154,32 @@ def _successor(key: str, body: dict[str, Any], current: dict[str, Any]) -> dict[
     return {"_id": key, **body, "version": int(current.get("version", 0)) + 1}
 
 
+# One key's documents of a batch, folded: each one's result, and the document to store
+# (None: none of them is newer than the stored copy).
+_Plan = tuple[dict[int, MongoWrite], dict[str, Any] | None]
+
+
+def _plan(
+    key: str, idx: list[int], bodies: list[dict[str, Any]], current: dict[str, Any] | None
+) -> _Plan:
+    """The documents `idx` of `key` (stream order) over `current` (None: not stored): which
+    apply and at which version, and the last applied one (the one write the key gets)."""
+    version = 0 if current is None else int(current.get("version", 0))
+    base_rev = -1 if current is None else current.get("source_rev", -1)
+    outcomes: dict[int, MongoWrite] = {}
+    new: dict[str, Any] | None = None
+    for i, applied in zip(
+        idx, fold_revisions(base_rev, [bodies[i]["source_rev"] for i in idx]), strict=True
+    ):
+        if applied:
+            version += 1
+            new = {"_id": key, **bodies[i], "version": version}
+            outcomes[i] = MongoWrite(True, version, new)
+        else:
+            outcomes[i] = MongoWrite(False, version, None)
+    return outcomes, new
+
+
 class MongoStore:
     def __init__(
         self, client: pymongo.MongoClient, database: str, collection: str = SHIPMENTS
@@ -228,7 +254,9 @@ class MongoStore:
     def apply_many(
         self, docs: list[Document], before_write: Callable[[], None] | None = None
     ) -> list[MongoWrite]:
-        """`apply_snapshot` for documents of distinct keys, one result each, in order.
+        """`apply_snapshot` for each of `docs` in stream order, one result each. A key may
+        come several times: its documents fold into one write (`fold_revisions`), so the
+        store ends as if each had been written in turn, in one request for the key.
 
         Three round trips per batch, on MongoDB and FerretDB alike: the new shipments (most
         of a live stream) go in one unordered `insert_many`; the ones that exist already are
@@ -239,8 +267,12 @@ class MongoStore:
         if len(docs) < 2:
             return [self.apply_snapshot(d, before_write) for d in docs]
         bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
-        news = [{"_id": d["_id"], **b, "version": 1} for d, b in zip(docs, bodies, strict=True)]
-        exists: set[int] = set()
+        chains: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            chains.setdefault(d["_id"], []).append(i)
+        plans = {key: _plan(key, idx, bodies, None) for key, idx in chains.items()}
+        news = [new for _, new in plans.values() if new is not None]  # one per key: none stored
+        exists: set[str] = set()
         check()
         try:
             self.shipments.insert_many(news, ordered=False)
@@ -248,9 +280,13 @@ class MongoStore:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            exists = {e["index"] for e in errors}
-        updated = self._update_many({i: (docs[i]["_id"], bodies[i]) for i in exists}, check)
-        return [updated[i] if i in exists else MongoWrite(True, 1, n) for i, n in enumerate(news)]
+            exists = {news[e["index"]]["_id"] for e in errors}
+        results: dict[int, MongoWrite] = {}
+        for key, (planned, _) in plans.items():
+            if key not in exists:
+                results.update(planned)
+        results.update(self._update_many({k: chains[k] for k in exists}, bodies, check))
+        return [results[i] for i in range(len(docs))]
 
     def _update_existing(
         self, key: str, body: dict[str, Any], check: Callable[[], None]
@@ -283,78 +319,83 @@ class MongoStore:
         return found
 
     def _update_many(
-        self, pending: dict[int, tuple[str, dict[str, Any]]], check: Callable[[], None]
+        self, pending: dict[str, list[int]], bodies: list[dict[str, Any]], check: Callable[[], None]
     ) -> dict[int, MongoWrite]:
-        """Existing shipments (index -> key, body): conditional replaces in unordered bulks;
-        the ones that lost a race are read again and retried, a bounded number of times."""
+        """Existing shipments (key -> the indexes of its documents in `bodies`): one
+        conditional replace per key in unordered bulks; the keys that lost a race are read
+        again and retried, a bounded number of times."""
         results: dict[int, MongoWrite] = {}
         for _ in range(CAS_ATTEMPTS):
             if not pending:
                 return results
-            pending = self._cas_round(pending, results, check)
+            pending = self._cas_round(pending, bodies, results, check)
         raise ConcurrentWrite(
-            f"{', '.join(k for k, _ in pending.values())}: lost the compare-and-swap "
-            f"{CAS_ATTEMPTS} times in a row"
+            f"{', '.join(pending)}: lost the compare-and-swap {CAS_ATTEMPTS} times in a row"
         )
 
     def _cas_round(
         self,
-        pending: dict[int, tuple[str, dict[str, Any]]],
+        pending: dict[str, list[int]],
+        bodies: list[dict[str, Any]],
         results: dict[int, MongoWrite],
         check: Callable[[], None],
-    ) -> dict[int, tuple[str, dict[str, Any]]]:
+    ) -> dict[str, list[int]]:
         ops: list[ReplaceOne] = []
-        planned: dict[int, dict[str, Any]] = {}
-        currents = self.currents([key for key, _ in pending.values()])
-        for i, (key, body) in pending.items():
+        planned: dict[str, _Plan] = {}
+        currents = self.currents(list(pending))
+        for key, idx in pending.items():
             current = currents.get(key)
             if current is None:
                 raise ConcurrentWrite(f"{key}: deleted while being written")
-            new = _successor(key, body, current)
-            if new is None:
-                results[i] = MongoWrite(False, current.get("version"), None)
+            plan = _plan(key, idx, bodies, current)
+            if plan[1] is None:
+                results.update(plan[0])  # nothing newer than the stored copy
                 continue
-            ops.append(ReplaceOne(_cas_filter(key, current), new))
-            planned[i] = new
+            ops.append(ReplaceOne(_cas_filter(key, current), plan[1]))
+            planned[key] = plan
         if not ops:
             return {}
         check()
         matched = self.shipments.bulk_write(ops, ordered=False).matched_count
         if matched == len(ops):
-            results.update({i: MongoWrite(True, n["version"], n) for i, n in planned.items()})
+            for outcomes, _ in planned.values():
+                results.update(outcomes)
             return {}
         return self._settle(pending, planned, matched, results)
 
     def _settle(
         self,
-        pending: dict[int, tuple[str, dict[str, Any]]],
-        planned: dict[int, dict[str, Any]],
+        pending: dict[str, list[int]],
+        planned: dict[str, _Plan],
         matched: int,
         results: dict[int, MongoWrite],
-    ) -> dict[int, tuple[str, dict[str, Any]]]:
+    ) -> dict[str, list[int]]:
         """Which replaces of a bulk landed: a bulk answers only how many matched, so each key
         is read back. Ours is there: applied. An older revision is there: ours lost, retry.
         A newer one is there: ours landed and was overtaken, or lost to it; the count tells
         which when they all went one way, else they are reported not applied (the newer
         writer carries the shipment on; "applied" may only under-report)."""
-        retry: dict[int, tuple[str, dict[str, Any]]] = {}
-        overtaken: list[tuple[int, dict[str, Any]]] = []
-        nows = self.currents([new["_id"] for new in planned.values()])
-        for i, new in planned.items():
-            now = nows.get(new["_id"])
+        retry: dict[str, list[int]] = {}
+        overtaken: list[tuple[str, dict[str, Any]]] = []
+        landed = matched
+        nows = self.currents(list(planned))
+        for key, (outcomes, new) in planned.items():
+            assert new is not None
+            now = nows.get(key)
             if now is not None and _pair(now) == _pair(new):
-                results[i] = MongoWrite(True, new["version"], new)
+                results.update(outcomes)
+                landed -= 1
             elif now is None or now.get("source_rev", -1) < new["source_rev"]:
-                retry[i] = pending[i]
+                retry[key] = pending[key]
             else:
-                overtaken.append((i, now))
-        landed = matched - sum(1 for i in planned if i in results)
-        for i, now in overtaken:
-            new = planned[i]
-            applied = landed == len(overtaken)
-            results[i] = MongoWrite(
-                applied, new["version"] if applied else now.get("version"), new if applied else None
-            )
+                overtaken.append((key, now))
+        for key, now in overtaken:
+            if landed == len(overtaken):
+                results.update(planned[key][0])
+            else:
+                results.update(
+                    {i: MongoWrite(False, now.get("version"), None) for i in pending[key]}
+                )
         return retry
 
     def replace_if_newer(self, doc: Document) -> bool:
@@ -423,6 +464,17 @@ class MongoStore:
 
     def get(self, key: str) -> Document | None:
         return self.shipments.find_one({"_id": key})
+
+    def get_many(self, keys: list[str]) -> dict[str, Document]:
+        """The stored copies of those of `keys` that exist, one indexed `$in` query per
+        thousand keys (the write path's bulk `get`)."""
+        found: dict[str, Document] = {}
+        for at in range(0, len(keys), ID_LIST_MAX):
+            found.update(
+                (d["_id"], d)
+                for d in self.shipments.find({"_id": {"$in": keys[at : at + ID_LIST_MAX]}})
+            )
+        return found
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letter(
