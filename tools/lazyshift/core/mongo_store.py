@@ -71,6 +71,8 @@ DUPLICATE_KEY = 11000
 # A key has one writer in steady state; two racing writers settle in a round or two, so
 # losing this many rounds in a row means something keeps rewriting it: an error, not a wait.
 CAS_ATTEMPTS = 16
+# Keys whose stored (source_rev, version) a store remembers (about 200 bytes each).
+KNOWN_MAX = 100_000
 # Keys per `_id: {$in: [...]}` read: the FerretDB build pushes lists up to 1000 down to SQLite.
 ID_LIST_MAX = 1000
 
@@ -191,6 +193,9 @@ class MongoStore:
         self.offsets: Collection = self.db[OFFSETS]
         self.backlog: Collection = self.db[BACKLOG]
         self.ferretdb = "ferretdbVersion" in client.admin.command("buildInfo")
+        # key -> {source_rev, version} this store wrote or read last, newest last: what the
+        # next compare-and-swap of the key expects (see apply_many). Only ever a guess.
+        self._known: dict[str, dict[str, Any]] = {}
         self.control: Collection = self._control_collection()
 
     @classmethod
@@ -258,35 +263,60 @@ class MongoStore:
         come several times: its documents fold into one write (`fold_revisions`), so the
         store ends as if each had been written in turn, in one request for the key.
 
-        Three round trips per batch, on MongoDB and FerretDB alike: the new shipments (most
-        of a live stream) go in one unordered `insert_many`; the ones that exist already are
-        read in one `$in` query and replaced in one unordered bulk of compare-and-swaps
-        (then the losers of a race, if any, are read again and retried).
+        Two round trips per batch in steady state, on MongoDB and FerretDB alike: the keys
+        this store has not written go in one unordered `insert_many` (most of a live stream
+        creates shipments); the keys it wrote before are replaced in one unordered bulk of
+        compare-and-swaps against the (source_rev, version) it left there (`_known`),
+        without reading them first. Whatever that misses — an insert of a key that exists,
+        a swap another writer got to first — is read in one `$in` query and swapped again
+        (then the losers of a race, if any, are read again and retried). The compare-and-swap
+        filter makes a stale memory harmless: it only costs that extra round.
         """
         check = before_write or (lambda: None)
-        if len(docs) < 2:
-            return [self.apply_snapshot(d, before_write) for d in docs]
+        if not docs:
+            return []
         bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
         chains: dict[str, list[int]] = {}
         for i, d in enumerate(docs):
             chains.setdefault(d["_id"], []).append(i)
-        plans = {key: _plan(key, idx, bodies, None) for key, idx in chains.items()}
+        known = {k: self._known[k] for k in chains if k in self._known}
+        plans = {
+            key: _plan(key, idx, bodies, None) for key, idx in chains.items() if key not in known
+        }
         news = [new for _, new in plans.values() if new is not None]  # one per key: none stored
         exists: set[str] = set()
-        check()
-        try:
-            self.shipments.insert_many(news, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            exists = {news[e["index"]]["_id"] for e in errors}
         results: dict[int, MongoWrite] = {}
-        for key, (planned, _) in plans.items():
+        if known:
+            results.update(self._update_many({k: chains[k] for k in known}, bodies, check, known))
+        if news:
+            check()
+            try:
+                self.shipments.insert_many(news, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                exists = {news[e["index"]]["_id"] for e in errors}
+        for key, (planned, new) in plans.items():
             if key not in exists:
                 results.update(planned)
+                self._remember(new)
         results.update(self._update_many({k: chains[k] for k in exists}, bodies, check))
         return [results[i] for i in range(len(docs))]
+
+    def _remember(self, stored: dict[str, Any] | None) -> None:
+        """What this store now knows is stored for a key (the newest first in the memory:
+        the oldest is forgotten past KNOWN_MAX keys)."""
+        if stored is None:
+            return
+        key = stored["_id"]
+        self._known.pop(key, None)
+        self._known[key] = {
+            "source_rev": stored.get("source_rev"),
+            "version": stored.get("version"),
+        }
+        if len(self._known) > KNOWN_MAX:
+            del self._known[next(iter(self._known))]
 
     def _update_existing(
         self, key: str, body: dict[str, Any], check: Callable[[], None]
@@ -319,16 +349,22 @@ class MongoStore:
         return found
 
     def _update_many(
-        self, pending: dict[str, list[int]], bodies: list[dict[str, Any]], check: Callable[[], None]
+        self,
+        pending: dict[str, list[int]],
+        bodies: list[dict[str, Any]],
+        check: Callable[[], None],
+        known: dict[str, dict[str, Any]] | None = None,
     ) -> dict[int, MongoWrite]:
         """Existing shipments (key -> the indexes of its documents in `bodies`): one
-        conditional replace per key in unordered bulks; the keys that lost a race are read
-        again and retried, a bounded number of times."""
+        conditional replace per key in unordered bulks, the first against `known` (else
+        against what is read); the keys that lost a race are read again and retried, a
+        bounded number of times."""
         results: dict[int, MongoWrite] = {}
         for _ in range(CAS_ATTEMPTS):
             if not pending:
                 return results
-            pending = self._cas_round(pending, bodies, results, check)
+            pending = self._cas_round(pending, bodies, results, check, known)
+            known = None
         raise ConcurrentWrite(
             f"{', '.join(pending)}: lost the compare-and-swap {CAS_ATTEMPTS} times in a row"
         )
@@ -339,10 +375,16 @@ class MongoStore:
         bodies: list[dict[str, Any]],
         results: dict[int, MongoWrite],
         check: Callable[[], None],
+        known: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, list[int]]:
         ops: list[ReplaceOne] = []
         planned: dict[str, _Plan] = {}
-        currents = self.currents(list(pending))
+        if known is None:
+            currents = self.currents(list(pending))
+            for current in currents.values():
+                self._remember(current)
+        else:
+            currents = known
         for key, idx in pending.items():
             current = currents.get(key)
             if current is None:
@@ -358,8 +400,9 @@ class MongoStore:
         check()
         matched = self.shipments.bulk_write(ops, ordered=False).matched_count
         if matched == len(ops):
-            for outcomes, _ in planned.values():
+            for outcomes, new in planned.values():
                 results.update(outcomes)
+                self._remember(new)
             return {}
         return self._settle(pending, planned, matched, results)
 
@@ -382,8 +425,10 @@ class MongoStore:
         for key, (outcomes, new) in planned.items():
             assert new is not None
             now = nows.get(key)
+            self._known.pop(key, None)
             if now is not None and _pair(now) == _pair(new):
                 results.update(outcomes)
+                self._remember(new)
                 landed -= 1
             elif now is None or now.get("source_rev", -1) < new["source_rev"]:
                 retry[key] = pending[key]
