@@ -280,14 +280,16 @@ class MongoStore:
         for i, d in enumerate(docs):
             chains.setdefault(d["_id"], []).append(i)
         known = {k: self._known[k] for k in chains if k in self._known}
-        plans = {
-            key: _plan(key, idx, bodies, None) for key, idx in chains.items() if key not in known
-        }
+        results: dict[int, MongoWrite] = {}
+        missed: dict[str, list[int]] = {}
+        if known:
+            missed = self._cas_round({k: chains[k] for k in known}, bodies, results, check, known)
+        # The keys not written before, and those whose swap missed (maybe deleted since: an
+        # insert finds out; one that exists is read and swapped below).
+        fresh = [k for k in chains if k not in known or k in missed]
+        plans = {key: _plan(key, chains[key], bodies, None) for key in fresh}
         news = [new for _, new in plans.values() if new is not None]  # one per key: none stored
         exists: set[str] = set()
-        results: dict[int, MongoWrite] = {}
-        if known:
-            results.update(self._update_many({k: chains[k] for k in known}, bodies, check, known))
         if news:
             check()
             try:
