@@ -248,21 +248,93 @@ class Router:
         return check
 
     def _write_many_mongo(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
-        results = self.mongo.apply_many(docs, before_write=self._still_current(epoch))
         if mode == Mode.DUAL:
-            # MySQL gets each key's newest copy once: the batch's last applied document, or
-            # for a key whose every message was stale (maybe a replay after a crash between
-            # the MongoDB half and the MySQL one) MongoDB's copy, read in one query (a no-op
-            # when MySQL has it).
-            newest: dict[str, Document] = {}
-            for res in results:
-                if res.applied:
-                    assert res.document is not None
-                    newest[res.document["key"]] = res.document  # versions rise along a key
-            repeated = list(dict.fromkeys(d["key"] for d in docs if d["key"] not in newest))
-            newest.update(self.mongo.get_many(repeated) if repeated else {})
-            self._dual_mysql_write_many(list(newest.values()), epoch)
+            return self._write_many_dual(epoch, docs)
+        return [res.applied for res in self.mongo.apply_many(docs, self._still_current(epoch))]
+
+    def _write_many_dual(self, epoch: int, docs: list[Document]) -> list[Outcome]:
+        """MongoDB (the truth) first, then MySQL gets each key's newest copy once: the
+        batch's last applied document, or for a key whose every message was stale (maybe a
+        replay after a crash between the MongoDB half and the MySQL one) MongoDB's copy,
+        read in one query (a no-op when MySQL has it).
+
+        The two halves overlap: while MongoDB writes, MySQL's transaction takes the copies
+        MongoDB is expected to end with (`MongoStore.predict`), and commits only once the
+        MongoDB half has answered with exactly those. Anything else — a copy that differs, a
+        MySQL error, a fence — rolls the early transaction back and writes MySQL after
+        MongoDB as before (`_dual_mysql_write_many`), so MySQL never holds what MongoDB
+        does not, and the gate is held across both."""
+        predicted = self.mongo.predict(docs)
+        box: list[Any] = []
+        mongo_half = threading.Thread(
+            target=_into, args=(box, self.mongo.apply_many, docs, self._still_current(epoch))
+        )
+        mongo_half.start()
+        try:
+            early = self._early_mysql(epoch, [d for d in predicted.values() if d is not None])
+        finally:
+            mongo_half.join()  # never leave the gate with the MongoDB half in flight
+        results = box[0]
+        if isinstance(results, BaseException):
+            if early:
+                self._finish(commit=False)
+            raise results
+        newest: dict[str, Document] = {}
+        for res in results:
+            if res.applied:
+                assert res.document is not None
+                newest[res.document["key"]] = res.document  # versions rise along a key
+        repeated = [k for k, d in predicted.items() if k not in newest]
+        olds = self.mongo.get_many(repeated) if repeated else {}
+        if early and _same_copies(predicted, newest):
+            try:
+                self._finish_early(epoch, list(olds.values()))
+                return [res.applied for res in results]
+            except Fenced:
+                self._finish(commit=False)  # the sequential write below queues the backlog
+            except MYSQL_ERRORS:
+                self._drop_writer()
+        elif early:
+            self._finish(commit=False)
+        self._dual_mysql_write_many([*newest.values(), *olds.values()], epoch)
         return [res.applied for res in results]
+
+    def _early_mysql(self, epoch: int, docs: list[Document]) -> bool:
+        """The MySQL half of a dual batch before MongoDB's answer, left uncommitted: True if
+        it is in hand, False if it could not be done (the sequential write redoes it)."""
+        rows_by_key, rejected = map_or_reject(docs)
+        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+        try:
+            conn = self.writer_connection()
+            conn.start_transaction()
+            cur = conn.cursor()
+            if rows_by_key:
+                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+            if letters:
+                store.insert_dead_letters(cur, letters)
+            return True
+        except Fenced:
+            self._finish(commit=False)
+        except MYSQL_ERRORS:
+            self._drop_writer()
+        except BaseException:
+            self._finish(commit=False)  # never leave the writer inside a transaction
+            raise
+        return False
+
+    def _finish_early(self, epoch: int, olds: list[Document]) -> None:
+        """MongoDB stored what the early transaction holds: add the copies of the keys it
+        found stale (if any) and commit."""
+        conn = self.writer_connection()
+        if olds:
+            rows_by_key, rejected = map_or_reject(olds)
+            cur = conn.cursor()
+            if rows_by_key:
+                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+            if rejected:
+                letters = [document_dead_letter("dual", d, reason) for d, reason in rejected]
+                store.insert_dead_letters(cur, letters)
+        conn.commit()
 
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:
@@ -713,6 +785,28 @@ def _mongo_is_truth(mirror: ModeMirror | None) -> bool:
     if mirror is None or mirror.intent is not None or mirror.mode not in MODE_NAMES:
         return False
     return TRUTH[Mode(mirror.mode)] == "mongo"
+
+
+def _into(box: list[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Run `fn(*args)` (on a thread) and leave its result, or what it raised, in `box`."""
+    try:
+        box.append(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for it
+        box.append(exc)
+
+
+def _same_copies(predicted: dict[str, Document | None], newest: dict[str, Document]) -> bool:
+    """Did MongoDB store exactly the predicted copies (same keys, revisions and versions)?"""
+    if {k for k, d in predicted.items() if d is not None} != set(newest):
+        return False
+    for key, doc in newest.items():
+        guess = predicted[key]
+        if guess is None or (guess["source_rev"], guess["version"]) != (
+            doc["source_rev"],
+            doc["version"],
+        ):
+            return False
+    return True
 
 
 def _map_one(doc: Document) -> Rows | str:

@@ -306,6 +306,17 @@ class MongoStore:
         results.update(self._update_many({k: chains[k] for k in exists}, bodies, check))
         return [results[i] for i in range(len(docs))]
 
+    def predict(self, docs: list[Document]) -> dict[str, dict[str, Any] | None]:
+        """What `apply_many(docs)` will store per key if nobody else writes those keys first
+        and this store's memory of them is right: the document (with its version), or None
+        where none of the batch's documents is newer than the copy remembered. A guess, for
+        work that overlaps the write and is checked against its results (dual-write)."""
+        bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
+        chains: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            chains.setdefault(d["_id"], []).append(i)
+        return {k: _plan(k, idx, bodies, self._known.get(k))[1] for k, idx in chains.items()}
+
     def _remember(self, stored: dict[str, Any] | None) -> None:
         """What this store now knows is stored for a key (the newest first in the memory:
         the oldest is forgotten past KNOWN_MAX keys)."""
