@@ -38,6 +38,10 @@ OFFSET_FLUSH_EVERY_S = 0.5
 OFFSET_FLUSH_EVERY_N = 500
 IDLE_WORK_EVERY_S = 1.0
 BATCH_MAX = 1000  # documents written together (a key repeated in a batch is written once)
+BATCH_MIN = 20
+# What one batch's write should take: a batch holds the write gate, so a transition's drain
+# waits for it; the size adapts to the last batch's time per document (within the bounds).
+BATCH_TARGET_S = 0.15
 # The oldest document in hand waits at most this long while the reader keeps parsing more
 # (a batch is written as soon as the reader has nothing more parsed).
 BATCH_AGE_S = 0.2
@@ -119,6 +123,7 @@ class Consumer:
         self._letters: list[_Letter] = []
         self._written: list[int | None] = []  # seqs written by the flush under way
         self._batch_started = time.monotonic()
+        self._batch_max = BATCH_MIN  # grows with what the writes show they can take
         self._first_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -238,7 +243,7 @@ class Consumer:
             if not self._in_hand():
                 self._batch_started = now
             self._batch.append((item.raw, item.doc))
-            if len(self._batch) >= BATCH_MAX:
+            if len(self._batch) >= self._batch_max:
                 self._flush_batch()
         self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
 
@@ -283,7 +288,9 @@ class Consumer:
         letters, self._letters = self._letters, []
         self._written = []
         if batch:
+            started = time.monotonic()
             self._write_batch(batch)
+            self._fit_batch(len(batch), time.monotonic() - started)
         for letter in letters:
             self._reject(letter.raw, letter.seq, letter.category, letter.reason, key=letter.key)
         for seq in self._written:
@@ -292,6 +299,14 @@ class Consumer:
         self._written = []
         if self._first_at is not None:
             self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
+
+    def _fit_batch(self, size: int, took_s: float) -> None:
+        """Size the next batch so that its write takes about BATCH_TARGET_S at the pace of
+        this one (a small batch says little about a big one: grow at most fourfold)."""
+        if size < self._batch_max and took_s < BATCH_TARGET_S:
+            return  # cut short by the source, not by the size: nothing learnt
+        fit = int(size * BATCH_TARGET_S / max(took_s, 1e-3))
+        self._batch_max = max(BATCH_MIN, min(BATCH_MAX, fit, 4 * size))
 
     def _write_batch(self, batch: list[tuple[bytes, Document]]) -> None:
         try:
