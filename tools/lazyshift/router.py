@@ -40,7 +40,7 @@ from lazyshift.core.guarded_write import (
     guarded_write,
     map_or_reject,
 )
-from lazyshift.core.mapping import Rows, stored_form
+from lazyshift.core.mapping import Rows, document_to_rows, stored_form
 from lazyshift.core.mongo_store import ModeMirror, MongoStore
 from lazyshift.core.mysql import MySQLInterfaceError, read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
@@ -214,8 +214,10 @@ class Router:
                 self.follower.release()
 
     def write_many(self, docs: list[Document]) -> list[Outcome]:
-        """`write` for documents of distinct keys, in order, one outcome each: True (applied),
+        """`write` for each of `docs` in stream order, one outcome each: True (applied),
         False (stale: a late or repeated message) or Unstorable (the caller dead-letters it).
+        A key may repeat: the outcomes and the stored copy are those of writing the documents
+        one after the other, while each key gets one write (`document.fold_revisions`).
 
         Under the control plane the whole batch is written under ONE gate: the follower
         acknowledges no new epoch while it is held, so a transition's drain waits for the
@@ -253,21 +255,93 @@ class Router:
         return check
 
     def _write_many_mongo(self, mode: str, epoch: int, docs: list[Document]) -> list[Outcome]:
-        results = self.mongo.apply_many(docs, before_write=self._still_current(epoch))
         if mode == Mode.DUAL:
-            to_mysql = []
-            for doc, res in zip(docs, results, strict=True):
-                if res.applied:
-                    assert res.document is not None
-                    to_mysql.append(res.document)
-                else:
-                    # Repeated: maybe a replay after a crash between the MongoDB half and the
-                    # MySQL one. MySQL gets MongoDB's version (a no-op when it has it).
-                    current = self.mongo.get(doc["key"])
-                    if current is not None:
-                        to_mysql.append(current)
-            self._dual_mysql_write_many(to_mysql, epoch)
+            return self._write_many_dual(epoch, docs)
+        return [res.applied for res in self.mongo.apply_many(docs, self._still_current(epoch))]
+
+    def _write_many_dual(self, epoch: int, docs: list[Document]) -> list[Outcome]:
+        """MongoDB (the truth) first, then MySQL gets each key's newest copy once: the
+        batch's last applied document, or for a key whose every message was stale (maybe a
+        replay after a crash between the MongoDB half and the MySQL one) MongoDB's copy,
+        read in one query (a no-op when MySQL has it).
+
+        The two halves overlap: while MongoDB writes, MySQL's transaction takes the copies
+        MongoDB is expected to end with (`MongoStore.predict`), and commits only once the
+        MongoDB half has answered with exactly those. Anything else — a copy that differs, a
+        MySQL error, a fence — rolls the early transaction back and writes MySQL after
+        MongoDB as before (`_dual_mysql_write_many`), so MySQL never holds what MongoDB
+        does not, and the gate is held across both."""
+        predicted = self.mongo.predict(docs)
+        box: list[Any] = []
+        mongo_half = threading.Thread(
+            target=_into, args=(box, self.mongo.apply_many, docs, self._still_current(epoch))
+        )
+        mongo_half.start()
+        try:
+            early = self._early_mysql(epoch, [d for d in predicted.values() if d is not None])
+        finally:
+            mongo_half.join()  # never leave the gate with the MongoDB half in flight
+        results = box[0]
+        if isinstance(results, BaseException):
+            if early:
+                self._finish(commit=False)
+            raise results
+        newest: dict[str, Document] = {}
+        for res in results:
+            if res.applied:
+                assert res.document is not None
+                newest[res.document["key"]] = res.document  # versions rise along a key
+        repeated = [k for k, d in predicted.items() if k not in newest]
+        olds = self.mongo.get_many(repeated) if repeated else {}
+        if early and _same_copies(predicted, newest):
+            try:
+                self._finish_early(epoch, list(olds.values()))
+                return [res.applied for res in results]
+            except Fenced:
+                self._finish(commit=False)  # the sequential write below queues the backlog
+            except MYSQL_ERRORS:
+                self._drop_writer()
+        elif early:
+            self._finish(commit=False)
+        self._dual_mysql_write_many([*newest.values(), *olds.values()], epoch)
         return [res.applied for res in results]
+
+    def _early_mysql(self, epoch: int, docs: list[Document]) -> bool:
+        """The MySQL half of a dual batch before MongoDB's answer, left uncommitted: True if
+        it is in hand, False if it could not be done (the sequential write redoes it)."""
+        rows_by_key, rejected = map_or_reject(docs)
+        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+        try:
+            conn = self.writer_connection()
+            conn.start_transaction()
+            cur = conn.cursor()
+            if rows_by_key:
+                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+            if letters:
+                store.insert_dead_letters(cur, letters)
+            return True
+        except Fenced:
+            self._finish(commit=False)
+        except MYSQL_ERRORS:
+            self._drop_writer()
+        except BaseException:
+            self._finish(commit=False)  # never leave the writer inside a transaction
+            raise
+        return False
+
+    def _finish_early(self, epoch: int, olds: list[Document]) -> None:
+        """MongoDB stored what the early transaction holds: add the copies of the keys it
+        found stale (if any) and commit."""
+        conn = self.writer_connection()
+        if olds:
+            rows_by_key, rejected = map_or_reject(olds)
+            cur = conn.cursor()
+            if rows_by_key:
+                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+            if rejected:
+                letters = [document_dead_letter("dual", d, reason) for d, reason in rejected]
+                store.insert_dead_letters(cur, letters)
+        conn.commit()
 
     def _write_in(self, mode: str, epoch: int, doc: Document) -> bool:
         if mode in MYSQL_WRITES:
@@ -366,37 +440,42 @@ class Router:
         before the transaction: it holds the control row's share lock, which every
         transition waits for. Only the version each row gets is set under the row locks."""
         olds = self._prefetch_olds(mode, epoch, docs)
-        mapped, rejected = map_or_reject({**d, "version": 1} for d in docs)
-        unstorable = {doc["key"]: reason for doc, reason in rejected}
+        mapped = [_map_one({**d, "version": 1}) for d in docs]  # Rows, or why MySQL cannot
+        keys = list(dict.fromkeys(d["key"] for d in docs))
 
         def write(cur: Any) -> list[Outcome]:
             check_epoch(cur, epoch)
-            stored = store.lock_versions(cur, [d["key"] for d in docs])
+            stored = store.lock_versions(cur, keys)
             if mode == Mode.MYSQL_PRIMARY:
-                missing = [d["key"] for d in docs if d["key"] not in stored]
+                missing = [k for k in keys if k not in stored]
                 stored.update(self._migrate_many_on_write(cur, missing, olds))
             outcomes: list[Outcome] = [False] * len(docs)  # False: late or repeated
-            batch: dict[str, int] = {}  # key -> index in docs
+            # A key given several times is written once: its last applied document, at the
+            # version writing each in turn would give it (see document.fold_revisions).
+            now = {k: (v, r if r is not None else -1) for k, (v, r) in stored.items()}
+            finals: dict[str, Rows] = {}
             for i, doc in enumerate(docs):
-                key, row = doc["key"], stored.get(doc["key"])
-                if row is not None and row[1] >= doc["source_rev"]:
+                key, row = doc["key"], now.get(doc["key"], (0, -1))
+                if row[1] >= doc["source_rev"]:
                     continue
-                if key in unstorable:
-                    outcomes[i] = Unstorable(unstorable[key])
+                rows = mapped[i]
+                if isinstance(rows, str):
+                    outcomes[i] = Unstorable(rows)
                     continue
-                mapped[key].root["version"] = (row[0] if row else 0) + 1
-                batch[key] = i
-            if not batch:
+                now[key] = (row[0] + 1, doc["source_rev"])
+                finals[key] = rows
+                outcomes[i] = True
+            if not finals:
                 return outcomes
-            result = apply_batch(cur, [mapped[k] for k in batch], written_epoch=epoch)
-            refused = sorted(set(batch) - set(result.applied_keys))
+            for key, rows in finals.items():
+                rows.root["version"] = now[key][0]
+            result = apply_batch(cur, list(finals.values()), written_epoch=epoch)
+            refused = sorted(set(finals) - set(result.applied_keys))
             if refused:
                 # Not "already newer" (that was decided above under the row locks): acking
                 # them would lose messages. Roll back and run the batch again; if the guard
                 # keeps refusing, the consumer writes the batch one by one (single path).
                 raise GuardSkipped(f"the version guard skipped {', '.join(refused[:5])}")
-            for i in batch.values():
-                outcomes[i] = True
             return outcomes
 
         return run_in_transaction(self.writer_connection(), write)
@@ -412,9 +491,10 @@ class Router:
         conn = self.writer_connection()
         with read_snapshot(conn):
             known = store.lock_versions_unlocked(conn.cursor(), [d["key"] for d in docs])
-        for doc in docs:
-            if doc["key"] not in known:
-                olds.add(doc["key"], self.mongo.get(doc["key"]))
+        unknown = list(dict.fromkeys(d["key"] for d in docs if d["key"] not in known))
+        found = self.mongo.get_many(unknown) if unknown else {}
+        for key in unknown:
+            olds.add(key, found.get(key))
         if olds.docs:
             self._still_current(epoch)()
         return olds
@@ -730,6 +810,36 @@ def _mongo_is_truth(mirror: ModeMirror | None) -> bool:
     if mirror is None or mirror.intent is not None or mirror.mode not in MODE_NAMES:
         return False
     return TRUTH[Mode(mirror.mode)] == "mongo"
+
+
+def _into(box: list[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Run `fn(*args)` (on a thread) and leave its result, or what it raised, in `box`."""
+    try:
+        box.append(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for it
+        box.append(exc)
+
+
+def _same_copies(predicted: dict[str, Document | None], newest: dict[str, Document]) -> bool:
+    """Did MongoDB store exactly the predicted copies (same keys, revisions and versions)?"""
+    if {k for k, d in predicted.items() if d is not None} != set(newest):
+        return False
+    for key, doc in newest.items():
+        guess = predicted[key]
+        if guess is None or (guess["source_rev"], guess["version"]) != (
+            doc["source_rev"],
+            doc["version"],
+        ):
+            return False
+    return True
+
+
+def _map_one(doc: Document) -> Rows | str:
+    """`doc` as rows, or the reason MySQL cannot hold it."""
+    try:
+        return document_to_rows(doc)
+    except InvalidDocument as exc:
+        return exc.reason
 
 
 def _why(mirror: ModeMirror | None) -> str:

@@ -356,3 +356,64 @@ def test_kill_9_between_the_halves_of_a_dual_batch_loses_nothing(
     mysql_docs = _mysql(migrated, list(exp.docs))
     lost = [k for k in exp.docs if mysql_docs.get(k) != stored_form(stored[k])]
     assert not lost, f"{len(lost)} behind in MySQL, e.g. {lost[:3]} (behind at kill: {behind[:3]})"
+
+
+def test_a_key_repeated_in_a_batch_is_written_once_at_the_version_of_one_by_one(
+    migrated, router
+) -> None:
+    """A batch keeps a live stream's repeated keys (older, newer, repeated revisions of one
+    shipment): in every mode each outcome, and the version and content stored in MongoDB
+    and MySQL, are those of writing the documents one after the other."""
+    revs = [(0, 1), (1, 1), (0, 3), (0, 2), (1, 1), (0, 4), (2, 1)]
+    want = [True, True, True, False, False, True, True]
+    # mongo (stage 1): versions 3, 1, 1 for shipments 0, 1, 2.
+    assert router.write_many([message(i, r) for i, r in revs]) == want
+    assert [router.mongo.get(key_for(i))["version"] for i in range(3)] == [3, 1, 1]
+    # dual: MongoDB and MySQL end at the same version, the newest revision.
+    _walk(migrated, "dual")
+    again = [(0, 6), (0, 5), (3, 1), (0, 7), (3, 1)]
+    assert router.write_many([message(i, r) for i, r in again]) == [True, False, True, True, False]
+    keys = [key_for(i) for i in (0, 3)]
+    stored = _mysql(migrated, keys)
+    for k, version, rev in ((keys[0], 5, 7), (keys[1], 1, 1)):
+        truth = router.mongo.get(k)
+        assert (truth["version"], truth["source_rev"]) == (version, rev)
+        assert stored[k] == stored_form(truth), k
+    # mysql-primary: shipment 1 is migrated from MongoDB (v1 rev 1), then moved on twice.
+    _walk(migrated, "mysql-primary")
+    last = [(1, 2), (1, 1), (1, 4), (0, 7), (1, 3), (0, 8)]
+    assert router.write_many([message(i, r) for i, r in last]) == [
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+    stored = _mysql(migrated, [key_for(0), key_for(1)])
+    assert (stored[key_for(1)]["version"], stored[key_for(1)]["source_rev"]) == (3, 4)
+    assert (stored[key_for(0)]["version"], stored[key_for(0)]["source_rev"]) == (6, 8)
+
+
+def test_dual_mysql_half_overlaps_and_never_differs_from_mongodb(migrated, router) -> None:
+    """dual writes MySQL while MongoDB writes, with the copies MongoDB is expected to end
+    with; when another writer moved a key on behind the client's back the guess is wrong,
+    and MySQL still ends with exactly MongoDB's copy (version and content)."""
+    _walk(migrated, "dual")
+    assert router.write_many([message(i, 1) for i in range(4)]) == [True] * 4
+    other = MongoStore.open(migrated)
+    try:
+        assert other.apply_snapshot(message(0, 5)).version == 2  # unseen by the client
+        assert other.apply_snapshot(message(1, 2)).version == 2
+    finally:
+        other.close()
+    batch = [message(0, 3), message(1, 3), message(2, 2), message(3, 1), message(4, 1)]
+    assert router.write_many(batch) == [False, True, True, False, True]
+    keys = [key_for(i) for i in range(5)]
+    stored = _mysql(migrated, keys)
+    want = {0: (2, 5), 1: (3, 3), 2: (2, 2), 3: (1, 1), 4: (1, 1)}
+    for i, k in enumerate(keys):
+        truth = router.mongo.get(k)
+        assert (truth["version"], truth["source_rev"]) == want[i], k
+        assert stored[k] == stored_form(truth), k
+    assert router.mongo.backlog_size() == 0

@@ -213,3 +213,66 @@ def test_any_sequence_of_batches_keeps_the_newest_revision(stores, batches) -> N
     for k, n in applied.items():
         got = s.get(k)
         assert (got["version"], got["source_rev"]) == (n, best[k])
+
+
+@hsettings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(1, 3), st.integers(0, 6)), min_size=1, max_size=8),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_key_repeated_in_a_batch_ends_as_if_written_one_by_one(stores, batches) -> None:
+    """Batches in stream order, keys repeating within them (older, equal and newer revisions
+    of one key, in any order): each result and the stored (version, source_rev, content) are
+    what writing the documents one after the other gives."""
+    s = stores()
+    s.shipments.delete_many({})
+    version: dict[str, int] = {}
+    best: dict[str, int] = {}
+    for batch in batches:
+        docs = [snapshot(i, r) for i, r in batch]
+        for d, res in zip(docs, s.apply_many(docs), strict=True):
+            k, r = d["key"], d["source_rev"]
+            newer = r > best.get(k, -1)
+            assert res.applied == newer, (k, r, best, batch)
+            if newer:
+                version[k], best[k] = version.get(k, 0) + 1, r
+            assert res.version == version[k], (k, r, batch)
+    for k, n in version.items():
+        got = s.get(k)
+        assert (got["version"], got["source_rev"], got["tracking_number"]) == (
+            n,
+            best[k],
+            f"rev-{best[k]}",
+        )
+
+
+def test_what_a_store_remembers_is_only_a_guess(stores) -> None:
+    """A store swaps against the copy it wrote last, without reading it: when another
+    writer moved the key on meanwhile, or it was deleted, the swap misses and the store
+    falls back to reading (or inserting), never to an older revision or a lost increment."""
+    s, other = stores(), stores()
+    k1, k2, k3 = (make_doc(i)["key"] for i in (1, 2, 3))
+    assert [w.version for w in s.apply_many([snapshot(1, 1), snapshot(2, 1), snapshot(3, 1)])] == [
+        1,
+        1,
+        1,
+    ]
+    assert other.apply_snapshot(snapshot(1, 5)).version == 2  # behind s's back
+    s.shipments.delete_one({"_id": k3})  # e.g. an operator's clean-up
+    res = s.apply_many([snapshot(1, 3), snapshot(2, 2), snapshot(3, 2)])
+    assert [(w.applied, w.version) for w in res] == [(False, 2), (True, 2), (True, 1)]
+    res = s.apply_many([snapshot(1, 7), snapshot(1, 6), snapshot(2, 3)])
+    assert [(w.applied, w.version) for w in res] == [(True, 3), (False, 3), (True, 3)]
+    got = {k: s.get(k) for k in (k1, k2, k3)}
+    assert [(got[k]["source_rev"], got[k]["version"]) for k in (k1, k2, k3)] == [
+        (7, 3),
+        (3, 3),
+        (2, 1),
+    ]

@@ -9,8 +9,10 @@ then change nothing.
 from __future__ import annotations
 
 import base64
+import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -35,8 +37,15 @@ MAX_MESSAGE_BYTES = 1 << 20
 OFFSET_FLUSH_EVERY_S = 0.5
 OFFSET_FLUSH_EVERY_N = 500
 IDLE_WORK_EVERY_S = 1.0
-BATCH_MAX = 200  # documents written together
-BATCH_AGE_S = 0.05  # the oldest document in hand waits at most this long (plus one frame)
+BATCH_MAX = 1000  # documents written together (a key repeated in a batch is written once)
+BATCH_MIN = 20
+# What one batch's write should take: a batch holds the write gate, so a transition's drain
+# waits for it; the size adapts to the last batch's time per document (within the bounds).
+BATCH_TARGET_S = 0.15
+# The oldest document in hand waits at most this long while the reader keeps parsing more
+# (a batch is written as soon as the reader has nothing more parsed).
+BATCH_AGE_S = 0.2
+READ_AHEAD = 2 * BATCH_MAX  # parsed frames waiting for the writes
 
 
 class Sink(Protocol):
@@ -44,7 +53,8 @@ class Sink(Protocol):
 
     def write(self, doc: Document) -> bool: ...  # True if applied, False if stale
 
-    # One outcome per document of distinct keys: True, False (stale) or Unstorable.
+    # One outcome per document, in stream order (a key may repeat: the sink applies its
+    # documents as if one after the other): True, False (stale) or Unstorable.
     def write_many(self, docs: list[Document]) -> list[bool | Unstorable]: ...
 
     def dead_letter(
@@ -104,12 +114,16 @@ class Consumer:
         self._last_flush = time.monotonic()
         self._since_flush = 0
         self.finished = False  # saw the source's end marker
-        self._counted = False  # the frame in hand was counted as received
         self._last_idle = time.monotonic()
-        # The micro-batch in hand: (raw frame, document), written on size, age, idle,
-        # offset save, a repeated key, or a rejected frame (whose offset comes after them).
+        # The micro-batch in hand: (raw frame, document) in stream order, written when the
+        # reader has nothing more parsed, on size, age, idle or offset save. A key may come
+        # more than once: the sink folds its revisions in order. Beside it, the dead letters
+        # of rejected frames, written with it; offsets advance once both are written.
         self._batch: list[tuple[bytes, Document]] = []
+        self._letters: list[_Letter] = []
+        self._written: list[int | None] = []  # seqs written by the flush under way
         self._batch_started = time.monotonic()
+        self._batch_max = BATCH_MIN  # grows with what the writes show they can take
         self._first_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -127,29 +141,18 @@ class Consumer:
                     logs.event(
                         "source.connected", partition=self._partition, from_seq=self._stored_offset
                     )
-                    for item in conn.frames(self.stop):
-                        if item is None:
-                            self._idle()
-                        else:
-                            attempt = 0
-                            self._handle(item)
-                            if time.monotonic() - self._last_idle >= IDLE_WORK_EVERY_S:
-                                # Under steady load the source is never quiet: the idle
-                                # work (the dual-write backlog) must still run, or it
-                                # never drains and the stage-2 gate never opens.
-                                self._idle()
-                        self._maybe_flush()
-                        if self.finished:
-                            break
+                    with _Reader(conn, self.stop, self._parse) as reader:
+                        attempt = self._consume(reader, attempt)
             except Stopped:
                 break
             except Exception as exc:
-                # Only connection-level failures get here from a frame (see _handle); one
+                # Only connection-level failures get here from a frame (see _parse); one
                 # that is not transient outside a frame (offsets, idle work) is a bug.
                 if not is_transient(exc):
                     raise
                 if self.stop.is_set():
                     break
+                self._batch, self._letters = [], []  # replayed from the stored offset
                 self._reset_sink()
                 attempt += 1
                 self.counters.reconnects += 1
@@ -164,39 +167,93 @@ class Consumer:
         self._flush(force=True)
         return self.counters
 
+    def _consume(self, reader: _Reader, attempt: int) -> int:
+        """Take what the reader thread parsed, in stream order. The batch in hand is written
+        when nothing more is parsed yet (or it is full, or old): while it is written, the
+        reader parses the next one, so a source that outruns the writes gets big batches,
+        and a slow one small, prompt ones."""
+        while not self.stop.is_set() and not self.finished:
+            item = reader.next()
+            if item is _IDLE:
+                self._idle()
+            elif item is not None:
+                attempt = 0
+                self._take(item)
+                if time.monotonic() - self._last_idle >= IDLE_WORK_EVERY_S:
+                    # Under steady load the source is never quiet: the idle work (the
+                    # dual-write backlog) must still run, or it never drains and the
+                    # stage-2 gate never opens.
+                    self._idle()
+            self._maybe_flush(caught_up=reader.caught_up())
+        return attempt
+
     # -- one frame -----------------------------------------------------------------------------
-    def _handle(self, item: Frame | OversizedFrame) -> None:
+    def _parse(self, item: Frame | OversizedFrame) -> _Parsed:
+        """A frame -> what to do with it (on the reader thread: no side effects). The one
+        error boundary of a frame: what retrying cannot fix is dead-lettered with its reason
+        and the stream goes on."""
+        raw = item.payload if isinstance(item, Frame) else item.head
+        try:
+            return self._parse_frame(item)
+        except Exception as exc:  # noqa: BLE001 - every frame gets an answer
+            reason = f"{type(exc).__name__}: {printable(str(exc))[:500]}"
+            logs.event("message.unexpected_error", error=reason)
+            return _Parsed(raw, recover_seq(raw), category="unstorable", reason=reason)
+
+    def _parse_frame(self, item: Frame | OversizedFrame) -> _Parsed:
+        if isinstance(item, OversizedFrame):
+            return _Parsed(
+                item.head,
+                recover_seq(item.head),
+                category="oversized",
+                reason=f"frame of {item.length} bytes exceeds the read buffer; head kept",
+            )
+        raw = item.payload
+        seq = recover_seq(raw)
+        if len(raw) > self.opts.max_message_bytes:
+            reason = f"message of {len(raw)} bytes exceeds {self.opts.max_message_bytes}"
+            return _Parsed(raw, seq, category="oversized", reason=reason)
+        try:
+            msg = parse_message(raw)
+        except Malformed as exc:
+            return _Parsed(raw, seq, category=exc.category, reason=exc.reason)
+        if "seq" not in msg and msg.get("type") == "end":
+            return _Parsed(raw, None, end=msg)
+        try:
+            return _Parsed(raw, seq, doc=normalise_message(msg))
+        except Malformed as exc:
+            return _Parsed(raw, seq, category=exc.category, reason=exc.reason, key=_key_hint(msg))
+
+    def _take(self, item: _Parsed) -> None:
         now = time.monotonic()
         if self._first_at is None:
             self._first_at = now
-        try:
-            self._handle_frame(item)
-        except Stopped:
-            raise
-        except Exception as exc:
-            # The one error boundary of a frame: what retrying cannot fix is dead-lettered
-            # with its reason and the stream goes on; only a connection-level failure makes
-            # the caller reconnect and replay this frame.
-            if is_transient(exc):
-                raise
-            self._reject_unexpected(item, exc)
-        finally:
-            self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
+        if item.end is not None:
+            self._flush_batch()
+            self.finished = self.opts.exit_at_end
+            logs.event("source.end", last_seq=item.end.get("last_seq"), partition=self._partition)
+        elif item.doc is None:
+            assert item.category is not None
+            self.counters.received += 1
+            if not self._in_hand():
+                self._batch_started = now
+            self._letters.append(_Letter(item.raw, item.seq, item.category, item.reason, item.key))
+        else:
+            self.counters.received += 1
+            if not self._in_hand():
+                self._batch_started = now
+            self._batch.append((item.raw, item.doc))
+            if len(self._batch) >= self._batch_max:
+                self._flush_batch()
+        self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
 
     def _idle(self) -> None:
         self._flush_batch()
         self._last_idle = time.monotonic()
         self.sink.idle()
 
-    def _batch_since(self) -> float:
-        return self._batch_started if self._batch else time.monotonic()
-
-    def _reject_unexpected(self, item: Frame | OversizedFrame, exc: Exception) -> None:
-        raw = item.payload if isinstance(item, Frame) else item.head
-        counted = self._counted
-        reason = f"{type(exc).__name__}: {printable(str(exc))[:500]}"
-        logs.event("message.unexpected_error", error=reason)
-        self._reject(raw, recover_seq(raw), "unstorable", reason, counted=counted)
+    def _in_hand(self) -> bool:
+        return bool(self._batch or self._letters)
 
     def _reset_sink(self) -> None:
         reset = getattr(self.sink, "reset", None)
@@ -206,58 +263,11 @@ class Consumer:
             except Exception as exc:  # noqa: BLE001 - dropping a broken connection may fail
                 logs.event("sink.reset_failed", error=str(exc))
 
-    def _handle_frame(self, item: Frame | OversizedFrame) -> None:
-        self._counted = False
-        if isinstance(item, OversizedFrame):
-            self._reject(
-                item.head,
-                recover_seq(item.head),
-                "oversized",
-                f"frame of {item.length} bytes exceeds the read buffer; head kept",
-            )
-            return
-        raw = item.payload
-        seq = recover_seq(raw)
-        if len(raw) > self.opts.max_message_bytes:
-            self._reject(
-                raw,
-                seq,
-                "oversized",
-                f"message of {len(raw)} bytes exceeds {self.opts.max_message_bytes}",
-            )
-            return
-        try:
-            msg = parse_message(raw)
-        except Malformed as exc:
-            self._reject(raw, seq, exc.category, exc.reason)
-            return
-        if "seq" not in msg and msg.get("type") == "end":
-            self._flush_batch()
-            self.finished = self.opts.exit_at_end
-            logs.event("source.end", last_seq=msg.get("last_seq"), partition=self._partition)
-            return
-        self.counters.received += 1
-        self._counted = True
-        try:
-            doc = normalise_message(msg)
-        except Malformed as exc:
-            self._reject(raw, seq, exc.category, exc.reason, counted=True, key=_key_hint(msg))
-            return
-        if any(d["key"] == doc["key"] for _, d in self._batch):
-            self._flush_batch()  # one key once per batch: its messages stay in order
-        if not self._batch:
-            self._batch_started = time.monotonic()
-        self._batch.append((raw, doc))
-        if len(self._batch) >= BATCH_MAX:
-            self._flush_batch()
-
     def _write_one(self, raw: bytes, doc: Document) -> None:
         try:
             applied = self.sink.write(doc)
         except Unstorable as exc:
-            self._reject(
-                raw, doc["source_seq"], "unmappable", exc.reason, counted=True, key=doc["key"]
-            )
+            self._reject(raw, doc["source_seq"], "unmappable", exc.reason, key=doc["key"])
             return
         self._stored(doc, applied)
 
@@ -266,16 +276,39 @@ class Consumer:
             self.counters.stored += 1
         else:
             self.counters.stale += 1
-        self._advance(doc["source_seq"])
+        self._written.append(doc["source_seq"])
 
     # -- micro-batches -------------------------------------------------------------------------
     def _flush_batch(self) -> None:
-        """Write the documents in hand. Their offsets advance only once they are written;
-        a transient failure drops the batch from memory and the stream replays it. A
-        document the store refuses is dead-lettered, the rest of the batch stands."""
+        """Write the documents in hand, then the dead letters in hand. Their offsets advance
+        only once all of them are written; a transient failure drops them from memory and
+        the stream replays them. A document the store refuses is dead-lettered, the rest of
+        the batch stands."""
         batch, self._batch = self._batch, []
-        if not batch:
-            return
+        letters, self._letters = self._letters, []
+        self._written = []
+        if batch:
+            started = time.monotonic()
+            self._write_batch(batch)
+            self._fit_batch(len(batch), time.monotonic() - started)
+        for letter in letters:
+            self._reject(letter.raw, letter.seq, letter.category, letter.reason, key=letter.key)
+        for seq in self._written:
+            if seq is not None:
+                self._advance(seq)
+        self._written = []
+        if self._first_at is not None:
+            self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
+
+    def _fit_batch(self, size: int, took_s: float) -> None:
+        """Size the next batch so that its write takes about BATCH_TARGET_S at the pace of
+        this one (a small batch says little about a big one: grow at most fourfold)."""
+        if size < self._batch_max and took_s < BATCH_TARGET_S:
+            return  # cut short by the source, not by the size: nothing learnt
+        fit = int(size * BATCH_TARGET_S / max(took_s, 1e-3))
+        self._batch_max = max(BATCH_MIN, min(BATCH_MAX, fit, 4 * size))
+
+    def _write_batch(self, batch: list[tuple[bytes, Document]]) -> None:
         try:
             results = self.sink.write_many([doc for _, doc in batch])
         except Stopped:
@@ -289,14 +322,9 @@ class Consumer:
         else:
             for (raw, doc), outcome in zip(batch, results, strict=True):
                 if isinstance(outcome, Unstorable):
-                    self._reject(
-                        raw, doc["source_seq"], "unmappable", outcome.reason, counted=True,
-                        key=doc["key"],
-                    )  # fmt: skip
+                    self._reject(raw, doc["source_seq"], "unmappable", outcome.reason, doc["key"])
                 else:
                     self._stored(doc, outcome)
-        if self._first_at is not None:
-            self.counters.busy_s = round(time.monotonic() - self._first_at, 6)
 
     def _write_isolated(self, raw: bytes, doc: Document) -> None:
         try:
@@ -306,31 +334,19 @@ class Consumer:
         except Exception as exc:
             if is_transient(exc):
                 raise
-            self._counted = True
             reason = f"{type(exc).__name__}: {printable(str(exc))[:500]}"
-            self._reject(raw, doc["source_seq"], "unstorable", reason, counted=True, key=doc["key"])
+            self._reject(raw, doc["source_seq"], "unstorable", reason, key=doc["key"])
 
     def _reject(
-        self,
-        raw: bytes,
-        seq: int | None,
-        category: str,
-        reason: str,
-        counted: bool = False,
-        key: str | None = None,
+        self, raw: bytes, seq: int | None, category: str, reason: str, key: str | None = None
     ) -> None:
-        if not counted:
-            self.counters.received += 1
-        self._counted = True
-        # Documents in hand come first: the offset must not pass them before they are written.
-        self._flush_batch()
+        """Dead-letter a message (already counted as received) during a flush."""
         self._dead_letter(raw, seq, category, reason, key)
         self.counters.dead_lettered += 1
         cats = self.counters.dead_letter_categories
         cats[category] = cats.get(category, 0) + 1
         logs.event("message.dead_lettered", seq=seq, category=category, reason=reason[:200])
-        if seq is not None:
-            self._advance(seq)
+        self._written.append(seq)
 
     def _dead_letter(
         self, raw: bytes, seq: int | None, category: str, reason: str, key: str | None
@@ -357,9 +373,9 @@ class Consumer:
         self.counters.last_seq = max(self.counters.last_seq, seq)
         self._since_flush += 1
 
-    def _maybe_flush(self) -> None:
+    def _maybe_flush(self, caught_up: bool = True) -> None:
         now = time.monotonic()
-        if self._batch and now - self._batch_since() >= BATCH_AGE_S:
+        if self._in_hand() and (caught_up or now - self._batch_started >= BATCH_AGE_S):
             self._flush_batch()
         if (
             self._since_flush >= OFFSET_FLUSH_EVERY_N
@@ -387,6 +403,99 @@ class Consumer:
                 logs.event("offset.not_saved", error=str(exc), seq=self._pending_offset)
         self._last_flush = time.monotonic()
         self._since_flush = 0
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What the reader made of one frame: a document, a dead letter, or the end marker."""
+
+    raw: bytes
+    seq: int | None
+    doc: Document | None = None
+    end: dict | None = None
+    category: str | None = None  # why it is dead-lettered
+    reason: str = ""
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class _Letter:
+    raw: bytes
+    seq: int | None
+    category: str
+    reason: str
+    key: str | None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: BaseException
+
+
+_IDLE = object()  # the source has been quiet for a poll interval
+
+
+class _Reader:
+    """The source's frames, read and parsed on a thread of their own and handed over in
+    stream order through a bounded queue: parsing and normalising is most of a message's
+    client CPU, and overlaps the writes' round trips instead of waiting for them. A failure
+    of the connection is raised in the consumer's thread, from `next`."""
+
+    def __init__(
+        self,
+        conn: SourceConnection,
+        stop: threading.Event,
+        parse: Callable[[Frame | OversizedFrame], _Parsed],
+    ) -> None:
+        self._queue: queue.Queue[_Parsed | _Failed | object] = queue.Queue(READ_AHEAD)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(conn, stop, parse), name="source-reader", daemon=True
+        )
+
+    def __enter__(self) -> _Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join(timeout=30)
+
+    def _run(
+        self,
+        conn: SourceConnection,
+        stop: threading.Event,
+        parse: Callable[[Frame | OversizedFrame], _Parsed],
+    ) -> None:
+        try:
+            for frame in conn.frames(self._halt):
+                if stop.is_set():
+                    return
+                self._put(_IDLE if frame is None else parse(frame))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
+            self._put(_Failed(exc))
+
+    def _put(self, item: object) -> None:
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> _Parsed | object | None:
+        """The next parsed frame, _IDLE, or None if nothing came for a while."""
+        try:
+            item = self._queue.get(timeout=0.25)
+        except queue.Empty:
+            return None
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item
+
+    def caught_up(self) -> bool:
+        """Nothing parsed is waiting: the batch in hand is all there is for now."""
+        return self._queue.empty()
 
 
 @dataclass

@@ -192,3 +192,16 @@ def any_document_json(doc: Any) -> str:
     return json.dumps(
         body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_util.default
     )
+
+
+def fold_revisions(base_rev: int, revs: list[int]) -> list[bool]:
+    """Which of one shipment's revisions, in stream order, revision-guarded writes one after
+    the other would apply over a stored copy at `base_rev` (-1: none stored): each one newer
+    than every one before it. A batch that holds a key several times writes it once — its
+    last applied document, at version + the number applied — and stores exactly what
+    writing each in turn would (the same content, the same version)."""
+    best, applied = base_rev, []
+    for rev in revs:
+        applied.append(rev > best)
+        best = max(best, rev)
+    return applied

@@ -50,7 +50,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from lazyshift.core.document import Document
+from lazyshift.core.document import Document, fold_revisions
 
 if TYPE_CHECKING:
     from lazyshift.config import Settings
@@ -71,6 +71,8 @@ DUPLICATE_KEY = 11000
 # A key has one writer in steady state; two racing writers settle in a round or two, so
 # losing this many rounds in a row means something keeps rewriting it: an error, not a wait.
 CAS_ATTEMPTS = 16
+# Keys whose stored (source_rev, version) a store remembers (about 200 bytes each).
+KNOWN_MAX = 100_000
 # Keys per `_id: {$in: [...]}` read: the FerretDB build pushes lists up to 1000 down to SQLite.
 ID_LIST_MAX = 1000
 
@@ -154,6 +156,32 @@ def _successor(key: str, body: dict[str, Any], current: dict[str, Any]) -> dict[
     return {"_id": key, **body, "version": int(current.get("version", 0)) + 1}
 
 
+# One key's documents of a batch, folded: each one's result, and the document to store
+# (None: none of them is newer than the stored copy).
+_Plan = tuple[dict[int, MongoWrite], dict[str, Any] | None]
+
+
+def _plan(
+    key: str, idx: list[int], bodies: list[dict[str, Any]], current: dict[str, Any] | None
+) -> _Plan:
+    """The documents `idx` of `key` (stream order) over `current` (None: not stored): which
+    apply and at which version, and the last applied one (the one write the key gets)."""
+    version = 0 if current is None else int(current.get("version", 0))
+    base_rev = -1 if current is None else current.get("source_rev", -1)
+    outcomes: dict[int, MongoWrite] = {}
+    new: dict[str, Any] | None = None
+    for i, applied in zip(
+        idx, fold_revisions(base_rev, [bodies[i]["source_rev"] for i in idx]), strict=True
+    ):
+        if applied:
+            version += 1
+            new = {"_id": key, **bodies[i], "version": version}
+            outcomes[i] = MongoWrite(True, version, new)
+        else:
+            outcomes[i] = MongoWrite(False, version, None)
+    return outcomes, new
+
+
 class MongoStore:
     def __init__(
         self, client: pymongo.MongoClient, database: str, collection: str = SHIPMENTS
@@ -165,6 +193,9 @@ class MongoStore:
         self.offsets: Collection = self.db[OFFSETS]
         self.backlog: Collection = self.db[BACKLOG]
         self.ferretdb = "ferretdbVersion" in client.admin.command("buildInfo")
+        # key -> {source_rev, version} this store wrote or read last, newest last: what the
+        # next compare-and-swap of the key expects (see apply_many). Only ever a guess.
+        self._known: dict[str, dict[str, Any]] = {}
         self.control: Collection = self._control_collection()
 
     @classmethod
@@ -228,29 +259,77 @@ class MongoStore:
     def apply_many(
         self, docs: list[Document], before_write: Callable[[], None] | None = None
     ) -> list[MongoWrite]:
-        """`apply_snapshot` for documents of distinct keys, one result each, in order.
+        """`apply_snapshot` for each of `docs` in stream order, one result each. A key may
+        come several times: its documents fold into one write (`fold_revisions`), so the
+        store ends as if each had been written in turn, in one request for the key.
 
-        Three round trips per batch, on MongoDB and FerretDB alike: the new shipments (most
-        of a live stream) go in one unordered `insert_many`; the ones that exist already are
-        read in one `$in` query and replaced in one unordered bulk of compare-and-swaps
-        (then the losers of a race, if any, are read again and retried).
+        Two round trips per batch in steady state, on MongoDB and FerretDB alike: the keys
+        this store has not written go in one unordered `insert_many` (most of a live stream
+        creates shipments); the keys it wrote before are replaced in one unordered bulk of
+        compare-and-swaps against the (source_rev, version) it left there (`_known`),
+        without reading them first. Whatever that misses — an insert of a key that exists,
+        a swap another writer got to first — is read in one `$in` query and swapped again
+        (then the losers of a race, if any, are read again and retried). The compare-and-swap
+        filter makes a stale memory harmless: it only costs that extra round.
         """
         check = before_write or (lambda: None)
-        if len(docs) < 2:
-            return [self.apply_snapshot(d, before_write) for d in docs]
+        if not docs:
+            return []
         bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
-        news = [{"_id": d["_id"], **b, "version": 1} for d, b in zip(docs, bodies, strict=True)]
-        exists: set[int] = set()
-        check()
-        try:
-            self.shipments.insert_many(news, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            exists = {e["index"] for e in errors}
-        updated = self._update_many({i: (docs[i]["_id"], bodies[i]) for i in exists}, check)
-        return [updated[i] if i in exists else MongoWrite(True, 1, n) for i, n in enumerate(news)]
+        chains: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            chains.setdefault(d["_id"], []).append(i)
+        known = {k: self._known[k] for k in chains if k in self._known}
+        results: dict[int, MongoWrite] = {}
+        missed: dict[str, list[int]] = {}
+        if known:
+            missed = self._cas_round({k: chains[k] for k in known}, bodies, results, check, known)
+        # The keys not written before, and those whose swap missed (maybe deleted since: an
+        # insert finds out; one that exists is read and swapped below).
+        fresh = [k for k in chains if k not in known or k in missed]
+        plans = {key: _plan(key, chains[key], bodies, None) for key in fresh}
+        news = [new for _, new in plans.values() if new is not None]  # one per key: none stored
+        exists: set[str] = set()
+        if news:
+            check()
+            try:
+                self.shipments.insert_many(news, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                exists = {news[e["index"]]["_id"] for e in errors}
+        for key, (planned, new) in plans.items():
+            if key not in exists:
+                results.update(planned)
+                self._remember(new)
+        results.update(self._update_many({k: chains[k] for k in exists}, bodies, check))
+        return [results[i] for i in range(len(docs))]
+
+    def predict(self, docs: list[Document]) -> dict[str, dict[str, Any] | None]:
+        """What `apply_many(docs)` will store per key if nobody else writes those keys first
+        and this store's memory of them is right: the document (with its version), or None
+        where none of the batch's documents is newer than the copy remembered. A guess, for
+        work that overlaps the write and is checked against its results (dual-write)."""
+        bodies = [{k: v for k, v in d.items() if k not in ("_id", "version")} for d in docs]
+        chains: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            chains.setdefault(d["_id"], []).append(i)
+        return {k: _plan(k, idx, bodies, self._known.get(k))[1] for k, idx in chains.items()}
+
+    def _remember(self, stored: dict[str, Any] | None) -> None:
+        """What this store now knows is stored for a key (the newest first in the memory:
+        the oldest is forgotten past KNOWN_MAX keys)."""
+        if stored is None:
+            return
+        key = stored["_id"]
+        self._known.pop(key, None)
+        self._known[key] = {
+            "source_rev": stored.get("source_rev"),
+            "version": stored.get("version"),
+        }
+        if len(self._known) > KNOWN_MAX:
+            del self._known[next(iter(self._known))]
 
     def _update_existing(
         self, key: str, body: dict[str, Any], check: Callable[[], None]
@@ -283,78 +362,98 @@ class MongoStore:
         return found
 
     def _update_many(
-        self, pending: dict[int, tuple[str, dict[str, Any]]], check: Callable[[], None]
+        self,
+        pending: dict[str, list[int]],
+        bodies: list[dict[str, Any]],
+        check: Callable[[], None],
+        known: dict[str, dict[str, Any]] | None = None,
     ) -> dict[int, MongoWrite]:
-        """Existing shipments (index -> key, body): conditional replaces in unordered bulks;
-        the ones that lost a race are read again and retried, a bounded number of times."""
+        """Existing shipments (key -> the indexes of its documents in `bodies`): one
+        conditional replace per key in unordered bulks, the first against `known` (else
+        against what is read); the keys that lost a race are read again and retried, a
+        bounded number of times."""
         results: dict[int, MongoWrite] = {}
         for _ in range(CAS_ATTEMPTS):
             if not pending:
                 return results
-            pending = self._cas_round(pending, results, check)
+            pending = self._cas_round(pending, bodies, results, check, known)
+            known = None
         raise ConcurrentWrite(
-            f"{', '.join(k for k, _ in pending.values())}: lost the compare-and-swap "
-            f"{CAS_ATTEMPTS} times in a row"
+            f"{', '.join(pending)}: lost the compare-and-swap {CAS_ATTEMPTS} times in a row"
         )
 
     def _cas_round(
         self,
-        pending: dict[int, tuple[str, dict[str, Any]]],
+        pending: dict[str, list[int]],
+        bodies: list[dict[str, Any]],
         results: dict[int, MongoWrite],
         check: Callable[[], None],
-    ) -> dict[int, tuple[str, dict[str, Any]]]:
+        known: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, list[int]]:
         ops: list[ReplaceOne] = []
-        planned: dict[int, dict[str, Any]] = {}
-        currents = self.currents([key for key, _ in pending.values()])
-        for i, (key, body) in pending.items():
+        planned: dict[str, _Plan] = {}
+        if known is None:
+            currents = self.currents(list(pending))
+            for current in currents.values():
+                self._remember(current)
+        else:
+            currents = known
+        for key, idx in pending.items():
             current = currents.get(key)
             if current is None:
                 raise ConcurrentWrite(f"{key}: deleted while being written")
-            new = _successor(key, body, current)
-            if new is None:
-                results[i] = MongoWrite(False, current.get("version"), None)
+            plan = _plan(key, idx, bodies, current)
+            if plan[1] is None:
+                results.update(plan[0])  # nothing newer than the stored copy
                 continue
-            ops.append(ReplaceOne(_cas_filter(key, current), new))
-            planned[i] = new
+            ops.append(ReplaceOne(_cas_filter(key, current), plan[1]))
+            planned[key] = plan
         if not ops:
             return {}
         check()
         matched = self.shipments.bulk_write(ops, ordered=False).matched_count
         if matched == len(ops):
-            results.update({i: MongoWrite(True, n["version"], n) for i, n in planned.items()})
+            for outcomes, new in planned.values():
+                results.update(outcomes)
+                self._remember(new)
             return {}
         return self._settle(pending, planned, matched, results)
 
     def _settle(
         self,
-        pending: dict[int, tuple[str, dict[str, Any]]],
-        planned: dict[int, dict[str, Any]],
+        pending: dict[str, list[int]],
+        planned: dict[str, _Plan],
         matched: int,
         results: dict[int, MongoWrite],
-    ) -> dict[int, tuple[str, dict[str, Any]]]:
+    ) -> dict[str, list[int]]:
         """Which replaces of a bulk landed: a bulk answers only how many matched, so each key
         is read back. Ours is there: applied. An older revision is there: ours lost, retry.
         A newer one is there: ours landed and was overtaken, or lost to it; the count tells
         which when they all went one way, else they are reported not applied (the newer
         writer carries the shipment on; "applied" may only under-report)."""
-        retry: dict[int, tuple[str, dict[str, Any]]] = {}
-        overtaken: list[tuple[int, dict[str, Any]]] = []
-        nows = self.currents([new["_id"] for new in planned.values()])
-        for i, new in planned.items():
-            now = nows.get(new["_id"])
+        retry: dict[str, list[int]] = {}
+        overtaken: list[tuple[str, dict[str, Any]]] = []
+        landed = matched
+        nows = self.currents(list(planned))
+        for key, (outcomes, new) in planned.items():
+            assert new is not None
+            now = nows.get(key)
+            self._known.pop(key, None)
             if now is not None and _pair(now) == _pair(new):
-                results[i] = MongoWrite(True, new["version"], new)
+                results.update(outcomes)
+                self._remember(new)
+                landed -= 1
             elif now is None or now.get("source_rev", -1) < new["source_rev"]:
-                retry[i] = pending[i]
+                retry[key] = pending[key]
             else:
-                overtaken.append((i, now))
-        landed = matched - sum(1 for i in planned if i in results)
-        for i, now in overtaken:
-            new = planned[i]
-            applied = landed == len(overtaken)
-            results[i] = MongoWrite(
-                applied, new["version"] if applied else now.get("version"), new if applied else None
-            )
+                overtaken.append((key, now))
+        for key, now in overtaken:
+            if landed == len(overtaken):
+                results.update(planned[key][0])
+            else:
+                results.update(
+                    {i: MongoWrite(False, now.get("version"), None) for i in pending[key]}
+                )
         return retry
 
     def replace_if_newer(self, doc: Document) -> bool:
@@ -423,6 +522,17 @@ class MongoStore:
 
     def get(self, key: str) -> Document | None:
         return self.shipments.find_one({"_id": key})
+
+    def get_many(self, keys: list[str]) -> dict[str, Document]:
+        """The stored copies of those of `keys` that exist, one indexed `$in` query per
+        thousand keys (the write path's bulk `get`)."""
+        found: dict[str, Document] = {}
+        for at in range(0, len(keys), ID_LIST_MAX):
+            found.update(
+                (d["_id"], d)
+                for d in self.shipments.find({"_id": {"$in": keys[at : at + ID_LIST_MAX]}})
+            )
+        return found
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letter(

@@ -22,7 +22,10 @@ if (cli.help) {
   });
   await dump(cli.gen, process.stdout, cli.partition);
 } else {
-  const server = new MockServer({ ...cli.gen, ...cli.serve });
+  const onClock = cli.serve.clockFromSubscribe
+    ? () => process.stdout.write(JSON.stringify({ event: 'clock' }) + '\n')
+    : undefined;
+  const server = new MockServer({ ...cli.gen, ...cli.serve, onClock });
   let addr;
   try {
     addr = await server.listen(cli.serve.port, cli.serve.host);

@@ -26,6 +26,8 @@ serve flags:
   --host H                   listen address (default 127.0.0.1)
   --port P                   TCP port, 0 = OS-assigned (default 8282)
   --rate R                   messages/s of the global log, 0 = as fast as possible (default ${SERVER_DEFAULTS.rate})
+  --clock-from-subscribe     start the rate clock at the first subscription, not at listen, and
+                             print {"event":"clock"} on stdout then (for lag benchmarks)
   --hello-timeout-ms MS      close a connection with no subscribe frame after MS (default ${SERVER_DEFAULTS.helloTimeoutMs})
   --cache N                  newest messages kept in memory (default ${SERVER_DEFAULTS.cacheSize})
 
@@ -47,12 +49,13 @@ const SPEC = {
   host: { type: 'string' },
   port: { type: 'string' },
   rate: { type: 'string' },
+  'clock-from-subscribe': { type: 'boolean' },
   'hello-timeout-ms': { type: 'string' },
   cache: { type: 'string' },
   partition: { type: 'string' },
 };
 
-const SERVE_ONLY = ['host', 'port', 'rate', 'hello-timeout-ms', 'cache'];
+const SERVE_ONLY = ['host', 'port', 'rate', 'clock-from-subscribe', 'hello-timeout-ms', 'cache'];
 const DUMP_ONLY = ['partition'];
 
 function int(values, name, def, min, max) {
@@ -108,6 +111,7 @@ export function parseCli(argv) {
     rate: num(values, 'rate', SERVER_DEFAULTS.rate, 0, 1e9),
     helloTimeoutMs: int(values, 'hello-timeout-ms', SERVER_DEFAULTS.helloTimeoutMs, 0, 3600000),
     cacheSize: int(values, 'cache', SERVER_DEFAULTS.cacheSize, 1, 1e8),
+    clockFromSubscribe: values['clock-from-subscribe'] ?? false,
   };
   let partition = null;
   if (values.partition !== undefined) {

@@ -8,7 +8,7 @@ import { payloadOf } from './generator.js';
 
 // A connection that has not subscribed by then is closed with an error (never streamed from
 // seq 0: a late subscribe frame on a busy machine must not be mistaken for "no subscribe").
-export const SERVER_DEFAULTS = Object.freeze({ rate: 0, helloTimeoutMs: 10000, cacheSize: DEFAULT_CACHE });
+export const SERVER_DEFAULTS = Object.freeze({ rate: 0, helloTimeoutMs: 10000, cacheSize: DEFAULT_CACHE, clockFromSubscribe: false });
 const MAX_HELLO_BYTES = 64 * 1024; // clients only ever send one small subscribe frame
 const YIELD_EVERY = 4096; // filtered-out messages processed before yielding to the event loop
 
@@ -92,6 +92,7 @@ export class MockServer {
     this.log = new SharedLog(opts, this.opts.cacheSize);
     this.subs = new Set();
     this.t0 = performance.now();
+    this.clockStarted = false;
     this.server = net.createServer((socket) => this.#onConnection(socket));
   }
 
@@ -101,11 +102,21 @@ export class MockServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.removeListener('error', reject);
-        this.t0 = performance.now(); // the rate clock of the global log starts when we listen
+        // the rate clock of the global log starts when we listen (or at the first subscription)
+        if (!this.opts.clockFromSubscribe) this.#startClock();
         const a = this.server.address();
         resolve({ host: a.address, port: a.port });
       });
     });
+  }
+
+  /** Start the rate clock once: message seq is due at t0 + (seq-1)/rate; `onClock` hears of it
+   * (a bench measures each message's lag from its due time). */
+  #startClock() {
+    if (this.clockStarted) return;
+    this.clockStarted = true;
+    this.t0 = performance.now();
+    this.opts.onClock?.();
   }
 
   /** Stop accepting, drop every connection, resolve when the listener is fully closed. */
@@ -147,6 +158,7 @@ export class MockServer {
       }
       sub.sel = sel;
       sub.state = 'streaming';
+      this.#startClock(); // a no-op unless the clock waits for the first subscription
       // The acknowledgement comes first: the client checks it before it trusts any data frame.
       socket.write(encodeFrame(JSON.stringify({
         type: 'subscribed', from_seq: sel.fromSeq, partition: sel.partition, partitions: sel.partitions, exclusive: sel.exclusive,

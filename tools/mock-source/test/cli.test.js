@@ -101,3 +101,22 @@ test('SIGTERM after a client disconnected mid-stream: process exits 0 by itself 
     child.kill('SIGKILL');
   }
 });
+
+test('--clock-from-subscribe: {"event":"clock"} on stdout at the first subscription, not before', async () => {
+  const { child, port } = await serve('--count', '0', '--rate', '500', '--clock-from-subscribe');
+  try {
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (c) => { out += c; });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(out, '', 'no clock line before a subscription');
+    const { frames } = await collect(port, { until: (f) => f.length >= 5 });
+    assert.equal(seqOf(frames[0]), 1);
+    const deadline = Date.now() + 10000;
+    while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(JSON.parse(out.split('\n')[0]), { event: 'clock' });
+  } finally {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+});

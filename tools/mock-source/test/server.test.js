@@ -242,6 +242,22 @@ test('rate limits the global log', async () => {
   });
 });
 
+test('clockFromSubscribe: the rate clock starts at the first subscription, once', async () => {
+  let clocks = 0;
+  const opts = { seed: 4, count: 0, rate: 100, clockFromSubscribe: true, onClock: () => clocks++ };
+  await withServer(opts, async ({ port }) => {
+    await sleep(400); // at listen the clock would have made 40 messages due by now
+    assert.equal(clocks, 0, 'no clock before a subscription');
+    const t = Date.now();
+    const { frames } = await collect(port, { subscribe: {}, until: (f) => f.length >= 30 });
+    const ms = Date.now() - t;
+    assert.ok(ms >= 250, `30 msgs at 100/s after the first subscription took only ${ms} ms`);
+    assert.equal(seqOf(frames[29]), 30);
+    await collect(port, { subscribe: {}, until: (f) => f.length >= 1 });
+    assert.equal(clocks, 1, 'the clock starts once');
+  });
+});
+
 test('several independent clients at once', async () => {
   await withServer(GEN, async ({ server, port }) => {
     const res = await Promise.all([0, 10, 250, 599].map((s) => collect(port, { subscribe: { from_seq: s } })));
