@@ -594,8 +594,13 @@ class Router:
             )
         return best
 
+    @property
+    def offset_home(self) -> str:
+        """The store that holds the stream offset in the mode in use: the one written."""
+        return "mysql" if self.mode in MYSQL_WRITES else "mongo"
+
     def save_offset(self, partition: str, seq: int) -> None:
-        if self.mode not in MYSQL_WRITES:
+        if self.offset_home == "mongo":
             self.mongo.save_offset(partition, seq)
             return
         run_in_transaction(

@@ -110,6 +110,9 @@ class Consumer:
         self.counters = Counters()
         self._partition = str(options.partition)
         self._stored_offset = 0
+        # Where _stored_offset was saved: a transition moves the offset to the other store,
+        # which must get it even when no message came since (the stream may be all read).
+        self._stored_home: str | None = None
         self._pending_offset = 0
         self._last_flush = time.monotonic()
         self._since_flush = 0
@@ -135,6 +138,7 @@ class Consumer:
                 self._stored_offset = self._pending_offset = max(
                     self._pending_offset, self.sink.load_offset(self._partition)
                 )
+                self._stored_home = getattr(self.sink, "offset_home", None)
                 with SourceConnection(
                     self.opts.host, self.opts.port, self.opts.partition, self._stored_offset
                 ) as conn:
@@ -391,10 +395,12 @@ class Consumer:
                 raise
             # On the way out: what was in hand is replayed by the next run.
             logs.event("batch.not_written", error=f"{type(exc).__name__}: {exc}"[:300])
-        if self._pending_offset > self._stored_offset:
+        home = getattr(self.sink, "offset_home", None)
+        moved = home != self._stored_home and self._pending_offset > 0
+        if self._pending_offset > self._stored_offset or moved:
             try:
                 self.sink.save_offset(self._partition, self._pending_offset)
-                self._stored_offset = self._pending_offset
+                self._stored_offset, self._stored_home = self._pending_offset, home
             except Exception as exc:
                 if not force or not is_transient(exc):
                     raise
