@@ -596,16 +596,27 @@ class Router:
 
     @property
     def offset_home(self) -> str:
-        """The store that holds the stream offset in the mode in use: the one written."""
-        return "mysql" if self.mode in MYSQL_WRITES else "mongo"
+        """The store that holds the stream offset: the one the writes go to in the mode the
+        control row last said (the consumer saves the offset again when this changes)."""
+        mode = self.follower.stable_mode() if self.follower is not None else None
+        return _offset_home(Mode(mode) if mode else self.mode)
 
     def save_offset(self, partition: str, seq: int) -> None:
-        if self.offset_home == "mongo":
+        """Saved under the gate, in the store that takes the writes in the gated mode: a
+        transition never sees an offset saved on the side it just left."""
+        if self.follower is None:
             self.mongo.save_offset(partition, seq)
             return
-        run_in_transaction(
-            self.writer_connection(), lambda cur: store.save_offset(cur, partition, seq)
-        )
+        mode, _ = self.follower.gate()
+        try:
+            if _offset_home(Mode(mode)) == "mongo":
+                self.mongo.save_offset(partition, seq)
+            else:
+                run_in_transaction(
+                    self.writer_connection(), lambda cur: store.save_offset(cur, partition, seq)
+                )
+        finally:
+            self.follower.release()
 
     def reset(self) -> None:
         """After a transient failure: drop the cached writer so the next write reconnects
@@ -857,3 +868,7 @@ def _why(mirror: ModeMirror | None) -> str:
 
 def _hit(doc: Document | None) -> str:
     return "hit" if doc is not None else "miss"
+
+
+def _offset_home(mode: Mode) -> str:
+    return "mysql" if mode in MYSQL_WRITES else "mongo"

@@ -352,6 +352,45 @@ def test_stopped_client_cannot_write_in_the_old_mode(migrated, mongo_db) -> None
         source.stop()
 
 
+def test_a_client_that_read_everything_takes_its_offset_across_the_flip(migrated, mongo_db) -> None:
+    """The stream is all read in dual (offset in MongoDB); after the flip no message comes,
+    yet MySQL, which holds the offset from mysql-primary on, gets it, and MongoDB gets it
+    back on the rollback (a client that kept up used to leave MySQL's offset empty)."""
+    settings = migrated
+    _mode_set(settings, "dual")
+    source = MockSource("--seed", "29", "--count", "300").start()
+    last = max(m["seq"] for m in source.dump())
+    clients = _clients(settings, source.port, n=1)
+    try:
+        poll(
+            lambda: (mongo_db.client_offsets.find_one({"_id": "0/1"}) or {}).get("seq") == last,
+            "the whole stream consumed in dual",
+            timeout=120,
+        )
+        assert _mysql_offset(settings, "0/1") == 0  # dual keeps the offset in MongoDB
+        _mode_set(settings, "mysql-primary")
+        poll(lambda: _mysql_offset(settings, "0/1") == last, "the offset saved in MySQL")
+        mongo_db.client_offsets.delete_many({})
+        _mode_set(settings, "dual")
+        poll(
+            lambda: (mongo_db.client_offsets.find_one({"_id": "0/1"}) or {}).get("seq") == last,
+            "the offset saved in MongoDB after the rollback",
+        )
+    finally:
+        for proc, _ in clients:
+            kill(proc, signal.SIGTERM)
+        source.stop()
+
+
+def _mysql_offset(settings, part: str) -> int:
+    conn = my.connect(settings.mysql, autocommit=True)
+    cur = conn.cursor()
+    cur.execute("SELECT seq FROM client_offset WHERE partition_spec = %s", (part,))
+    row = cur.fetchone()
+    conn.close()
+    return int(row[0]) if row else 0
+
+
 def _acked(settings, client_id: str) -> int:
     conn = my.connect(settings.mysql, autocommit=True)
     cur = conn.cursor()

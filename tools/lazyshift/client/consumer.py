@@ -402,10 +402,11 @@ class Consumer:
                 self.sink.save_offset(self._partition, self._pending_offset)
                 self._stored_offset, self._stored_home = self._pending_offset, home
             except Exception as exc:
-                if not force or not is_transient(exc):
+                if not force or not (isinstance(exc, Stopped) or is_transient(exc)):
                     raise
-                # On the way out a store that is down cannot take the offset; the next run
-                # replays from the older one, which the revision guard makes harmless.
+                # On the way out a store that is down (or a transition under way) cannot
+                # take the offset; the next run replays from the older one, which the
+                # revision guard makes harmless.
                 logs.event("offset.not_saved", error=str(exc), seq=self._pending_offset)
         self._last_flush = time.monotonic()
         self._since_flush = 0

@@ -112,6 +112,14 @@ class Follower:
                 and time.monotonic() - self._last_ok < self.lease_s
             )
 
+    def stable_mode(self) -> str | None:
+        """The mode of the last control row read if it is stable (no drain under way): where
+        the next gated write will go, which may differ from `mode_in_use` when nothing was
+        written since a transition (the stream is all read)."""
+        with self._cond:
+            st = self._state
+            return st.mode if st is not None and st.stable else None
+
     def known_mode(self) -> str | None:
         """The mode of the last control row read, while the lease holds; else None. A drain
         counts only between two modes that both read MongoDB (mongo <-> dual): MongoDB is

@@ -137,12 +137,16 @@ def _control_client(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAZYSHIFT_")}
     env.update(as_environment(settings))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    # Its JSON log goes beside the stack's own logs: what to read when a step fails.
+    log_dir = Path(settings.state_dir) / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "demo-client.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 class _Ladder:
