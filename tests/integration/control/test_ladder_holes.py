@@ -17,7 +17,7 @@ import pytest
 
 from dataset import load_mongo, make_doc
 from helpers import run_cli
-from lazyshift.control import facts, plane
+from lazyshift.control import facts, plane, steps
 from lazyshift.control.ladder import TransitionError
 from lazyshift.core import mysql_store as store
 from lazyshift.core.guarded_write import guarded_write
@@ -170,3 +170,22 @@ def test_mode_set_mysql_needs_verify_after_backfill_and_archive_after_verify(
         plane.set_mode(migrated, "mysql")
     run_cli("archive", "--to", str(tmp_path / "a2"), settings=migrated)
     assert plane.set_mode(migrated, "mysql").to_mode == "mysql"
+
+
+def test_rollback_copies_before_the_pause_until_little_is_left(migrated, collection, conn):
+    """More than WRITE_BACK_CONVERGED live writes: the copy before the pause takes a second
+    pass (which finds nothing moved here), and the pause has nothing left to copy."""
+    load_mongo(collection, 10)
+    plane.set_mode(migrated, "dual")
+    plane.set_mode(migrated, "mysql-primary")
+    n = steps.WRITE_BACK_CONVERGED + 20
+    for i in range(100, 100 + n):
+        live_write(migrated, conn, doc(i, 50, 50, f"live-{i}"))
+    result = plane.rollback(migrated)
+    before = [x for x in result.notes if "during the pause" not in x and "wrote" in x]
+    during = [x for x in result.notes if "during the pause" in x]
+    assert any(f"wrote {n} shipment(s)" in x and f"in 2 passes ({n}, 0)" in x for x in before), (
+        result.notes
+    )
+    assert any("wrote 0 shipment(s)" in x for x in during), result.notes
+    assert collection.count_documents({"tracking_number": {"$regex": "^live-"}}) == n

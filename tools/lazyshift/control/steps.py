@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mysql.connector.abstracts import MySQLConnectionAbstract
@@ -41,6 +42,10 @@ from lazyshift.core.mysql import read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import ControlState, DeadLetter, document_dead_letter
 
 WRITE_BACK_BATCH = 500
+# The write-back before the pause repeats (at most this many passes) until a pass copies no
+# more than this many shipments: what is left is copied in the pause.
+WRITE_BACK_PASSES = 5
+WRITE_BACK_CONVERGED = 50
 BACKLOG_BATCH = 500
 RECONCILE_BATCH = 500
 DEAD_LETTER_BATCH = 500
@@ -159,13 +164,46 @@ def dead_letters_to_mysql(
 def write_back(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    return _write_back(settings, conn, st, memo, only_moved=False)
+    """While writes flow: one pass over everything written since the flip, then passes over
+    what moved during the pass before, until one copies little: the pause is then left with
+    the last pass's few seconds of writes (gh-ost's row copy converges the same way)."""
+    passes = [_write_back(settings, conn, st, memo, only_moved=False)]
+    while len(passes) < WRITE_BACK_PASSES and passes[-1].written > WRITE_BACK_CONVERGED:
+        passes.append(_write_back(settings, conn, st, memo, only_moved=True))
+    return _written_back_note(passes)
 
 
 def write_back_moved(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    return _write_back(settings, conn, st, memo, only_moved=True)
+    return _written_back_note([_write_back(settings, conn, st, memo, only_moved=True)])
+
+
+@dataclass(frozen=True)
+class _Pass:
+    written: int
+    skipped: int
+    letters: int
+    flipped: bool  # a flip epoch is recorded (else nothing was written in mysql-primary)
+
+
+def _written_back_note(passes: list[_Pass]) -> str:
+    letters = sum(p.letters for p in passes)
+    if not passes[0].flipped:
+        return (
+            "no flip epoch recorded: nothing written in mysql-primary mode to write back"
+            f"; {letters} dead letter(s) carried back to MongoDB"
+        )
+    written, skipped = sum(p.written for p in passes), sum(p.skipped for p in passes)
+    each = (
+        ""
+        if len(passes) == 1
+        else f" in {len(passes)} passes ({', '.join(str(p.written) for p in passes)})"
+    )
+    return (
+        f"wrote {written} shipment(s) changed in MySQL since the flip back to MongoDB{each} "
+        f"({skipped} already current there); {letters} dead letter(s) carried back"
+    )
 
 
 def _write_back(
@@ -174,9 +212,9 @@ def _write_back(
     st: ControlState,
     memo: dict[str, Any],
     only_moved: bool,
-) -> str:
-    """MySQL's live writes since the flip -> MongoDB, each only if newer than MongoDB's copy;
-    then MySQL's dead letters not yet in MongoDB.
+) -> _Pass:
+    """One pass: MySQL's live writes since the flip -> MongoDB, each only if newer than
+    MongoDB's copy; then MySQL's dead letters not yet in MongoDB.
 
     memo["copied"] collects key -> version of what was handled; with `only_moved`, keys whose
     MySQL version still equals the one there are skipped (handled by an earlier pass).
@@ -186,10 +224,7 @@ def _write_back(
     written = skipped = 0
     letters = _dead_letters_to_mongo(conn, mongo, memo)
     if st.flip_epoch is None:
-        return (
-            "no flip epoch recorded: nothing written in mysql-primary mode to write back"
-            f"; {letters} dead letter(s) carried back to MongoDB"
-        )
+        return _Pass(0, 0, letters, flipped=False)
     after = ""
     while True:
         with read_snapshot(conn):
@@ -204,10 +239,7 @@ def _write_back(
         skipped += len(keys) - done
         after = found[-1][0]
     logs.event("transition.written_back", written=written, already_current=skipped)
-    return (
-        f"wrote {written} shipment(s) changed in MySQL since the flip back to MongoDB "
-        f"({skipped} already current there); {letters} dead letter(s) carried back"
-    )
+    return _Pass(written, skipped, letters, flipped=True)
 
 
 def _write_back_batch(
