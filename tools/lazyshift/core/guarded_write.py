@@ -388,7 +388,7 @@ def guarded_write(
         return bool(result.applied_keys)
     return run_in_transaction(
         conn,
-        lambda cursor: _write_one(conn, cursor, rows, epoch, written_epoch),
+        lambda _cursor: _write_one(conn, rows, epoch, written_epoch),
         retry=retry,
         fn_begins_and_commits=True,
     )
@@ -396,7 +396,6 @@ def guarded_write(
 
 def _write_one(
     conn: MySQLConnectionAbstract,
-    cursor: Any,
     rows: Rows,
     epoch: int | None,
     written_epoch: int | None,
@@ -425,10 +424,10 @@ def _write_one(
         + key_literal
         + b" FOR UPDATE"
     )
-    results = execute_script(cursor, first)
+    results = execute_script(conn, first)
     if epoch is not None:
-        _check_control(results[1] or [], epoch)
-    found = results[-1] or []
+        _check_control(results[1][1] if results[1] else [], epoch)
+    found = results[-1][1] if results[-1] else []
     stored = (int(found[0][0]), int(found[0][1])) if found else None
     if stored is not None and stored >= order_key(rows):
         conn.rollback()  # nothing written; only the locks to let go
@@ -455,7 +454,7 @@ def _write_one(
         )
     second.append(b"COMMIT")
     try:
-        execute_script(cursor, second)
+        execute_script(conn, second)
     except MySQLError as exc:
         if stored is None and exc.errno == DUPLICATE_KEY:
             raise RetryableConflict(f"{rows.key}: a concurrent first insert won") from exc

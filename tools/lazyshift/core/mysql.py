@@ -232,25 +232,48 @@ def sql_literals(conn: MySQLConnectionAbstract, params: Sequence[Any]) -> list[b
     return None if prepare is None else list(prepare(tuple(params)))
 
 
-def execute_script(cursor: Any, statements: Sequence[bytes]) -> list[list[Any] | None]:
+def execute_script(conn: MySQLConnectionAbstract, statements: Sequence[bytes]) -> list[Any]:
     """`statements` (complete SQL, values already literals) in ONE round trip, as one
-    multi-statement query; for each statement its rows, or None if it returns none.
+    multi-statement query; for each statement (column names, rows), or None if it returns
+    no result set.
 
     The server stops at the first statement that fails (none after it runs) and that error
     is raised as the connector's own `mysql.connector.Error` with its errno, so the retry
     policy sees a deadlock or a lost connection whichever statement met it (the C extension
-    raises a later statement's error as its own MySQLInterfaceError)."""
-    results: list[list[Any] | None] = []
+    raises a later statement's error as its own MySQLInterfaceError).
+
+    Results are walked on the connection, not with `cursor.execute(multi=True)`: that one
+    re-parses the statements and raises and catches an error, whose message it looks up by
+    scanning every error code, for each statement without a result set (START TRANSACTION,
+    INSERT, COMMIT): most of the client time of a one-document write."""
+    if CMySQLConnection is None or type(conn) is not CMySQLConnection:
+        cursor = conn.cursor()
+        try:
+            return [
+                (list(r.column_names), r.fetchall()) if r.with_rows else None
+                for r in cursor.execute(b";".join(statements), multi=True)
+            ]
+        finally:
+            cursor.close()
+    results: list[Any] = []
     try:
-        for result in cursor.execute(b";".join(statements), multi=True):
-            results.append(result.fetchall() if result.with_rows else None)
+        first = conn.cmd_query(b";".join(statements))
+        columns = first.get("columns") if isinstance(first, dict) else None
+        while True:
+            if conn.result_set_available:
+                names = [c[0] for c in columns] if columns else []
+                results.append((names, conn.get_rows()[0]))
+            else:
+                results.append(None)
+            if not conn.next_result():
+                return results
+            columns = conn.fetch_eof_columns()["columns"] if conn.result_set_available else None
     except MySQLInterfaceError as exc:
         raise get_mysql_exception(
             msg=getattr(exc, "msg", str(exc)),
             errno=getattr(exc, "errno", None),
             sqlstate=getattr(exc, "sqlstate", None),
         ) from exc
-    return results
 
 
 T = TypeVar("T")
