@@ -312,12 +312,54 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def only(part: str, reads: int, rate: int) -> int:
+    """One part of the run on its own (`--only`), for working on it: printed, not saved."""
+    bench = Bench()
+    bench.mongo_db = "lzbench_modes"
+    load_before = os.getloadavg()
+    mongo_db = bench.mongo_db + ("_tr" if part == "pauses" else "")
+    try:
+        s = bench.fresh_mysql()
+        s.mongo.database = mongo_db
+        if part == "reads":
+            for m in ("dual", "mysql-primary"):
+                cli(s, "mode", "set", m)
+            hits, misses = read_latencies(s, reads)
+            figures = {
+                "read_hit_p50_ms": pct(hits, 50),
+                "read_hit_p99_ms": pct(hits, 99),
+                "read_miss_p50_ms": pct(misses, 50),
+                "read_miss_p99_ms": pct(misses, 99),
+            }
+            figures["miss_p99_over_hit_p99"] = (
+                figures["read_miss_p99_ms"] / figures["read_hit_p99_ms"]
+            )
+        else:
+            figures = transition_pauses(s, rate)
+    finally:
+        connect(bench.settings("x").mongo.uri).drop_database(mongo_db)
+        bench.cleanup()
+    figures["load_avg_1m_before_after"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
+    console.print_json(
+        json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in figures.items()})
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=3000, help="messages per ingest run")
     ap.add_argument("--reads", type=int, default=1000, help="keys read (miss, then hit)")
     ap.add_argument("--rate", type=int, default=300, help="source rate during transitions")
+    ap.add_argument(
+        "--only",
+        choices=("reads", "pauses"),
+        help="measure only read latency or only the transition pauses, print them, and leave "
+        "bench/results.json alone (its figures come from one whole run)",
+    )
     args = ap.parse_args(argv)
+    if args.only:
+        return only(args.only, args.reads, args.rate)
     bench = Bench()
     # Its own MongoDB databases (dropped at the end): the cached dataset is bench_data's.
     bench.mongo_db = "lzbench_modes"

@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mysql.connector import Error as MySQLError
-
 from lazyshift import logs
 from lazyshift.config import Settings
 from lazyshift.control.ladder import MODE_NAMES, MYSQL_WRITES, Mode
 from lazyshift.core import mysql as my
 from lazyshift.core import mysql_store as store
+from lazyshift.core.mysql import MYSQL_ERRORS
 from lazyshift.core.mysql_store import ControlState, Heartbeat
 
 
@@ -69,7 +68,7 @@ class Follower:
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
         if self._conn is not None:
-            with contextlib.suppress(MySQLError):
+            with contextlib.suppress(*MYSQL_ERRORS):
                 self._conn.close()
 
     # -- consumer side -----------------------------------------------------------------------
@@ -163,12 +162,13 @@ class Follower:
                 if failures:
                     logs.event("control.reconnected", client_id=self.client_id)
                 failures = 0
-            except MySQLError as exc:
+            except MYSQL_ERRORS as exc:  # the C extension's own error too: uncaught, it would
+                # end this thread and with it the lease, and the client would stop writing
                 failures += 1
                 if failures == 1:
                     logs.event("control.unreachable", error=str(exc), client_id=self.client_id)
                 if self._conn is not None:
-                    with contextlib.suppress(MySQLError):
+                    with contextlib.suppress(*MYSQL_ERRORS):
                         self._conn.close()
                 self._conn = None
             with self._cond:
@@ -198,5 +198,5 @@ class Follower:
             conn = my.connect(self.settings.mysql, autocommit=True)
             store.remove_client(conn.cursor(), self.client_id)
             conn.close()
-        except MySQLError as exc:
+        except MYSQL_ERRORS as exc:
             logs.event("control.deregister_failed", error=str(exc))

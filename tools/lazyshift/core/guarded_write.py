@@ -30,12 +30,14 @@ concurrent first insert of the same key cannot lead to older data or mixed child
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+from mysql.connector import Error as MySQLError
+from mysql.connector import errorcode
 from mysql.connector.abstracts import MySQLConnectionAbstract
 from tenacity import Retrying
 
@@ -50,13 +52,17 @@ from lazyshift.core.mapping import (
 )
 from lazyshift.core.mysql import (
     SHARE_LOCK,
+    RetryableConflict,
     chunks,
+    execute_script,
     placeholders,
     rows_as_dicts,
     run_in_transaction,
+    sql_literals,
 )
 
 CHUNK = 500  # rows per statement: keeps packets well under max_allowed_packet
+DUPLICATE_KEY = errorcode.ER_DUP_ENTRY  # 1062
 
 
 class Fenced(Exception):
@@ -126,15 +132,25 @@ def _map_all(docs: Iterable[Document | Rows]) -> dict[str, Rows]:
     return rows_by_key
 
 
+CONTROL_LOCK = f"SELECT epoch, state FROM lazyshift_control WHERE id = 1 {SHARE_LOCK}"
+
+
 def check_epoch(cursor: Any, epoch: int) -> None:
     """Share-lock the control row; raise Fenced unless `epoch` is current and stable."""
-    cursor.execute(f"SELECT epoch, state FROM lazyshift_control WHERE id = 1 {SHARE_LOCK}")
-    found = rows_as_dicts(cursor, cursor.fetchall())
+    cursor.execute(CONTROL_LOCK)
+    _check_control(cursor.fetchall(), epoch)
+
+
+def _check_control(found: Sequence[Any], epoch: int) -> None:
+    """Raise Fenced unless the control row read by CONTROL_LOCK says `epoch`, stable."""
     if not found:
         raise Fenced(
             "no control row (lazyshift_control id=1): run `lazyshift schema migrate`", epoch=epoch
         )
-    current, state = int(found[0]["epoch"]), found[0]["state"]
+    row = found[0]
+    current, state = (
+        (int(row["epoch"]), row["state"]) if isinstance(row, dict) else (int(row[0]), row[1])
+    )
     if current != epoch:
         raise Fenced(
             f"write carries epoch {epoch} but the control plane is at epoch {current}",
@@ -215,20 +231,43 @@ def _multi_row_insert(
     the backfill's client time in the write). A connection without it gets `execute`."""
     if not rows:
         return
-    width = len(rows[0])
     prepare = getattr(getattr(cursor, "_connection", None), "prepare_for_mysql", None)
-    for chunk in chunks(rows, CHUNK):
-        flat = tuple(chain.from_iterable(chunk))
-        if prepare is None:
+    if prepare is None:
+        width = len(rows[0])
+        for chunk in chunks(rows, CHUNK):
             row_sql = f"({placeholders(width)}{row_extra})"
-            cursor.execute(f"{head} VALUES {', '.join([row_sql] * len(chunk))}{tail}", flat)
-            continue
-        literals = prepare(flat)
-        close = f"{row_extra})".encode()
+            cursor.execute(
+                f"{head} VALUES {', '.join([row_sql] * len(chunk))}{tail}",
+                tuple(chain.from_iterable(chunk)),
+            )
+        return
+    for statement in _insert_statements(prepare, head, rows, tail, row_extra):
+        cursor.execute(statement)
+
+
+def _insert_statements(
+    prepare: Callable[[tuple[Any, ...]], Sequence[bytes]],
+    head: str,
+    rows: Sequence[tuple[Any, ...]],
+    tail: str = "",
+    row_extra: str = "",
+) -> list[bytes]:
+    """The statements of `_multi_row_insert`, values as literals (`prepare`), CHUNK rows each."""
+    if not rows:
+        return []
+    width = len(rows[0])
+    close = f"{row_extra})".encode()
+    statements = []
+    for chunk in chunks(rows, CHUNK):
+        literals = prepare(tuple(chain.from_iterable(chunk)))
         values = b",".join(
-            [b"(" + b",".join(literals[i : i + width]) + close for i in range(0, len(flat), width)]
+            [
+                b"(" + b",".join(literals[i : i + width]) + close
+                for i in range(0, len(literals), width)
+            ]
         )
-        cursor.execute(f"{head} VALUES ".encode() + values + tail.encode())
+        statements.append(f"{head} VALUES ".encode() + values + tail.encode())
+    return statements
 
 
 _ROOT_VALUES = itemgetter(*ROOT_COLUMNS)
@@ -335,11 +374,89 @@ def guarded_write(
 
     After a connection lost during COMMIT the retry may find its own write already there
     and report False: the write is idempotent, only the answer is conservative.
+
+    Two round trips (`_write_one`) where `apply_batch` in `run_in_transaction` takes about
+    thirteen: this is the lazy-migration miss of the read API, which waits for it.
     """
     rows = doc if isinstance(doc, Rows) else document_to_rows(doc)
-    result = run_in_transaction(
+    if sql_literals(conn, ()) is None:  # a connector without literal conversion
+        result = run_in_transaction(
+            conn,
+            lambda cursor: apply_batch(cursor, [rows], epoch=epoch, written_epoch=written_epoch),
+            retry=retry,
+        )
+        return bool(result.applied_keys)
+    return run_in_transaction(
         conn,
-        lambda cursor: apply_batch(cursor, [rows], epoch=epoch, written_epoch=written_epoch),
+        lambda _cursor: _write_one(conn, rows, epoch, written_epoch),
         retry=retry,
+        fn_begins_and_commits=True,
     )
-    return bool(result.applied_keys)
+
+
+def _write_one(
+    conn: MySQLConnectionAbstract,
+    rows: Rows,
+    epoch: int | None,
+    written_epoch: int | None,
+) -> bool:
+    """`apply_batch` of one document in two multi-statement round trips, the same guard.
+
+    1. START TRANSACTION, the control row share-locked (the fence, as `check_epoch`), the
+       stored (source_rev, version) locked FOR UPDATE (the gap where it would be, if absent).
+    2. Decided on what 1 returned, then sent at once and committed by its last statement:
+       - stored and at least as new: nothing is written (rolled back, False);
+       - stored and older: the guarded upsert (its guard holds under our row lock), the old
+         children deleted, the new ones inserted;
+       - absent: a plain INSERT of the root row, not an upsert. A concurrent first insert of
+         the key (possible only without gap locks, under READ COMMITTED) makes it fail with
+         a duplicate key before anything after it runs, and the whole write is retried,
+         finding that row stored. So the key has no children (they need the root row: a
+         foreign key): none to delete, and no re-read to see whose insert won.
+    """
+    prepare = conn.prepare_for_mysql  # type: ignore[attr-defined]
+    key_literal = prepare((rows.key,))[0]
+    first = [b"START TRANSACTION"]
+    if epoch is not None:
+        first.append(CONTROL_LOCK.encode())
+    first.append(
+        b"SELECT source_rev, version FROM shipment WHERE shipment_key = "
+        + key_literal
+        + b" FOR UPDATE"
+    )
+    results = execute_script(conn, first)
+    if epoch is not None:
+        _check_control(results[1][1] if results[1] else [], epoch)
+    found = results[-1][1] if results[-1] else []
+    stored = (int(found[0][0]), int(found[0][1])) if found else None
+    if stored is not None and stored >= order_key(rows):
+        conn.rollback()  # nothing written; only the locks to let go
+        return False
+    second = [
+        *_insert_statements(
+            prepare,
+            f"INSERT INTO shipment ({', '.join(_ROOT_INSERT_COLUMNS)})",
+            [(*_ROOT_VALUES(rows.root), written_epoch)],
+            "" if stored is None else f" ON DUPLICATE KEY UPDATE {_ROOT_UPDATE}",
+            row_extra=", UTC_TIMESTAMP(6), 1",
+        )
+    ]
+    if stored is not None:
+        second += [
+            f"DELETE FROM {table} WHERE shipment_key = ".encode() + key_literal
+            for table, *_ in _CHILDREN
+        ]
+    for table, columns, attr, values_of in _CHILDREN:
+        second += _insert_statements(
+            prepare,
+            f"INSERT INTO {table} ({', '.join(columns)})",
+            [values_of(child) for child in getattr(rows, attr)],
+        )
+    second.append(b"COMMIT")
+    try:
+        execute_script(conn, second)
+    except MySQLError as exc:
+        if stored is None and exc.errno == DUPLICATE_KEY:
+            raise RetryableConflict(f"{rows.key}: a concurrent first insert won") from exc
+        raise
+    return True

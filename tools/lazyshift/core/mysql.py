@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import mysql.connector
 from mysql.connector import errorcode
 from mysql.connector.abstracts import MySQLConnectionAbstract
+from mysql.connector.errors import get_mysql_exception
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -31,8 +32,15 @@ from lazyshift.config import MySQLSettings
 
 try:  # the C extension raises its own error, outside mysql.connector.Error (e.g. on commit)
     from _mysql_connector import MySQLInterfaceError
+    from mysql.connector.connection_cext import CMySQLConnection
+    from mysql.connector.cursor_cext import CMySQLCursor
 except ImportError:  # pragma: no cover - the pure-Python connector has no such class
     MySQLInterfaceError = ConnectionError  # type: ignore[misc,assignment]
+    CMySQLConnection = CMySQLCursor = None  # type: ignore[misc,assignment]
+
+# What a failing MySQL raises: the connector's errors, and the C extension's own error for a
+# connection that died inside a transaction or mid-result, which is not a mysql.connector.Error.
+MYSQL_ERRORS = (mysql.connector.Error, MySQLInterfaceError)
 
 # Strict mode on both servers: an out-of-range or over-long value is an error, never a
 # silent truncation.
@@ -206,16 +214,86 @@ def read_snapshot(conn: MySQLConnectionAbstract) -> Iterator[MySQLConnectionAbst
         conn.rollback()
 
 
+def cursor_without_ping(conn: MySQLConnectionAbstract) -> Any:
+    """A plain cursor on `conn`, without the round trip `conn.cursor()` spends on a ping
+    (it checks the connection before every cursor it opens). A dead connection shows at the
+    cursor's first statement instead, as a lost connection (2006/2013), which
+    `run_in_transaction` retries on a new one; the ping's own "not available" was not."""
+    if CMySQLConnection is not None and type(conn) is CMySQLConnection:
+        conn.handle_unread_result()
+        return CMySQLCursor(conn)
+    return conn.cursor()
+
+
+def sql_literals(conn: MySQLConnectionAbstract, params: Sequence[Any]) -> list[bytes] | None:
+    """`params` as SQL literals for this connection (the connector's own quoting and escaping,
+    what `execute` does with parameters), or None where the connector has no such call."""
+    prepare = getattr(conn, "prepare_for_mysql", None)
+    return None if prepare is None else list(prepare(tuple(params)))
+
+
+def execute_script(conn: MySQLConnectionAbstract, statements: Sequence[bytes]) -> list[Any]:
+    """`statements` (complete SQL, values already literals) in ONE round trip, as one
+    multi-statement query; for each statement (column names, rows), or None if it returns
+    no result set.
+
+    The server stops at the first statement that fails (none after it runs) and that error
+    is raised as the connector's own `mysql.connector.Error` with its errno, so the retry
+    policy sees a deadlock or a lost connection whichever statement met it (the C extension
+    raises a later statement's error as its own MySQLInterfaceError).
+
+    Results are walked on the connection, not with `cursor.execute(multi=True)`: that one
+    re-parses the statements and raises and catches an error, whose message it looks up by
+    scanning every error code, for each statement without a result set (START TRANSACTION,
+    INSERT, COMMIT): most of the client time of a one-document write."""
+    if CMySQLConnection is None or type(conn) is not CMySQLConnection:
+        cursor = conn.cursor()
+        try:
+            return [
+                (list(r.column_names), r.fetchall()) if r.with_rows else None
+                for r in cursor.execute(b";".join(statements), multi=True)
+            ]
+        finally:
+            cursor.close()
+    results: list[Any] = []
+    try:
+        first = conn.cmd_query(b";".join(statements))
+        columns = first.get("columns") if isinstance(first, dict) else None
+        while True:
+            if conn.result_set_available:
+                names = [c[0] for c in columns] if columns else []
+                results.append((names, conn.get_rows()[0]))
+            else:
+                results.append(None)
+            if not conn.next_result():
+                return results
+            columns = conn.fetch_eof_columns()["columns"] if conn.result_set_available else None
+    except MySQLInterfaceError as exc:
+        raise get_mysql_exception(
+            msg=getattr(exc, "msg", str(exc)),
+            errno=getattr(exc, "errno", None),
+            sqlstate=getattr(exc, "sqlstate", None),
+        ) from exc
+
+
 T = TypeVar("T")
 
 
 def run_in_transaction(
-    conn: MySQLConnectionAbstract, fn: Callable[[Any], T], *, retry: Retrying | None = None
+    conn: MySQLConnectionAbstract,
+    fn: Callable[[Any], T],
+    *,
+    retry: Retrying | None = None,
+    fn_begins_and_commits: bool = False,
 ) -> T:
     """`fn(cursor)` in one transaction, committed; retried as a whole on deadlocks,
     lock-wait timeouts and lost connections (reconnecting first). Any other error rolls
     back and propagates. `fn` must be safe to run again (it is, when all it does is SQL
-    inside this transaction)."""
+    inside this transaction).
+
+    `fn_begins_and_commits`: `fn` sends START TRANSACTION and COMMIT itself, as parts of
+    its own multi-statement round trips (`execute_script`), and leaves no transaction open
+    when it returns; this only retries it and rolls back what an error left open."""
     reconnect = False
     for attempt in retry or retrying():
         with attempt:
@@ -223,13 +301,17 @@ def run_in_transaction(
                 conn.reconnect()
                 reconnect = False
             try:
-                conn.start_transaction()
-                cursor = conn.cursor()
+                if not fn_begins_and_commits:
+                    conn.start_transaction()
+                elif conn.in_transaction:  # as start_transaction: never commit the caller's
+                    raise mysql.connector.ProgrammingError("Transaction already in progress")
+                cursor = cursor_without_ping(conn)
                 try:
                     out = fn(cursor)
                 finally:
                     cursor.close()
-                conn.commit()
+                if not fn_begins_and_commits:
+                    conn.commit()
                 return out
             except BaseException as exc:
                 if is_connection_lost(exc):

@@ -29,7 +29,14 @@ from lazyshift.core.mapping import (
     Rows,
     rows_to_document,
 )
-from lazyshift.core.mysql import chunks, dump_json, parse_json, placeholders, rows_as_dicts
+from lazyshift.core.mysql import (
+    chunks,
+    dump_json,
+    execute_script,
+    parse_json,
+    placeholders,
+    rows_as_dicts,
+)
 from lazyshift.errors import NotMigrated
 
 DEDUP_MAX = 191  # dead_letter.dedup_key: VARCHAR(191), the utf8mb4 index limit
@@ -269,10 +276,9 @@ def _control_state(rows: list[dict[str, Any]]) -> ControlState:
 
 
 # The read API's one round trip: the control row and one shipment's four tables in one
-# consistent read-only snapshot, sent as one multi-statement query (the connector's C
-# extension allows it; `multi=True` is connector 9.1's form, pinned in pyproject.toml, 9.2
-# renamed it) and closed by its own COMMIT. One snapshot for both means the mode a
-# read acts on and the document it returns are of the same instant.
+# consistent read-only snapshot, sent as one multi-statement query (`core.mysql.execute_script`)
+# and closed by its own COMMIT. One snapshot for both means the mode a read acts on and the
+# document it returns are of the same instant.
 SNAPSHOT_BEGIN = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 DOCUMENT_STATEMENTS = (
     f"{ROOT_SELECT} WHERE shipment_key = %s",
@@ -281,22 +287,28 @@ DOCUMENT_STATEMENTS = (
         for table, columns, order, _ in CHILD_TABLES
     ),
 )
+_SNAPSHOT_HEAD = [SNAPSHOT_BEGIN.encode(), CONTROL_SELECT.encode()]
+_DOCUMENT_PARTS = [s.encode().split(b"%s") for s in DOCUMENT_STATEMENTS]
 
 
 def read_control_and_document(
     conn: Any, cur: Any, key: str | None
 ) -> tuple[ControlState, Document | None]:
     """The control row and, if `key` is given, its document (None if absent), in one round
-    trip. `conn` must have no transaction open; it has none when this returns or raises."""
+    trip. `conn` must have no transaction open; it has none when this returns or raises.
+    (`cur` is unused: the results are read on the connection.)"""
     from mysql.connector import Error as MySQLError
 
-    statements = [SNAPSHOT_BEGIN, CONTROL_SELECT, *(DOCUMENT_STATEMENTS if key else ()), "COMMIT"]
-    params = (key,) * len(DOCUMENT_STATEMENTS) if key else ()
-    results: list[list[dict[str, Any]]] = []
+    statements = list(_SNAPSHOT_HEAD)
+    if key:
+        literal = conn.prepare_for_mysql((key,))[0]  # core.mysql.connect: the C extension
+        statements += [literal.join(parts) for parts in _DOCUMENT_PARTS]
+    statements.append(b"COMMIT")
     try:
-        for result in cur.execute(";".join(statements), params, multi=True):
-            if result.with_rows:
-                results.append(rows_as_dicts(result, result.fetchall()))
+        results = [
+            [dict(zip(names, row, strict=True)) for row in rows]
+            for names, rows in filter(None, execute_script(conn, statements))
+        ]
     except MySQLError as exc:
         with contextlib.suppress(Exception):  # the original error matters
             conn.rollback()
