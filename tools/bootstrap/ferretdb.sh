@@ -47,6 +47,8 @@
 # the cursors' connections waiting for the clients' next getMore. When FerretDB used only
 # ~0.6 of a core for two backfill workers, the machine's two cores were oversubscribed (load
 # 6-10): per-document CPU is what this patch can lower, and did.
+# Mongo-mode client ingest is not FerretDB-bound either: FerretDB used ~0.4 of a core during it
+# (profile: insert 40%, update 28%, find 9%), and its rate did not move with this patch.
 # Wire protocol and storage format are unchanged.
 set -euo pipefail
 VERSION=v1.24.2
