@@ -289,7 +289,11 @@ def test_concurrent_threads_end_at_max_version(migrated, conn, isolation):
 def test_concurrent_processes_end_at_max_version(migrated, conn):
     keys = [f"p:{i}" for i in range(3)]
     jobs = [(100 + seed, 30) for seed in range(6)]
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: a fork copies whatever lock another thread of this pytest process
+    # (a pymongo monitor, the MySQL client library) holds at that instant, and a worker
+    # that needs it waits forever (a full-suite run hung here for 600 s, its workers
+    # blocked outside Python; alone the test passed every time).
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(len(jobs)) as pool:
         pool.starmap(
             _writer, [(migrated.mysql.model_dump(), seed, keys, n, None) for seed, n in jobs]
