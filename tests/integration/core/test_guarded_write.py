@@ -289,10 +289,10 @@ def test_concurrent_threads_end_at_max_version(migrated, conn, isolation):
 def test_concurrent_processes_end_at_max_version(migrated, conn):
     keys = [f"p:{i}" for i in range(3)]
     jobs = [(100 + seed, 30) for seed in range(6)]
-    # spawn, not fork: a fork copies whatever lock another thread of this pytest process
-    # (a pymongo monitor, the MySQL client library) holds at that instant, and a worker
-    # that needs it waits forever (a full-suite run hung here for 600 s, its workers
-    # blocked outside Python; alone the test passed every time).
+    # spawn, not fork: a forked worker inherits conftest's SIGTERM handler (which raises
+    # KeyboardInterrupt), so the pool's terminate() at the end could kill one inside the
+    # task queue's lock and leave another blocked on it for good (py-spy: the pool's join
+    # waited on a worker in SemLock.acquire; two full-suite runs hung here for 600 s).
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(len(jobs)) as pool:
         pool.starmap(
