@@ -309,16 +309,8 @@ class Router:
     def _early_mysql(self, epoch: int, docs: list[Document]) -> bool:
         """The MySQL half of a dual batch before MongoDB's answer, left uncommitted: True if
         it is in hand, False if it could not be done (the sequential write redoes it)."""
-        rows_by_key, rejected = map_or_reject(docs)
-        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
         try:
-            conn = self.writer_connection()
-            conn.start_transaction()
-            cur = conn.cursor()
-            if rows_by_key:
-                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
-            if letters:
-                store.insert_dead_letters(cur, letters)
+            self._begin_dual_batch(docs, epoch)
             return True
         except Fenced:
             self._finish(commit=False)
@@ -402,17 +394,9 @@ class Router:
         the batch is acknowledged."""
         if not docs:
             return
-        rows_by_key, rejected = map_or_reject(docs)
-        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
         try:
-            conn = self.writer_connection()
-            conn.start_transaction()
-            cur = conn.cursor()
-            if rows_by_key:
-                apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
-            if letters:
-                store.insert_dead_letters(cur, letters)
-            conn.commit()
+            self._begin_dual_batch(docs, epoch)
+            self.writer_connection().commit()
         except Fenced as exc:
             self._finish(commit=False)
             self._backlog_all(docs, f"fenced: {exc}")
@@ -426,6 +410,20 @@ class Router:
         except BaseException:
             self._finish(commit=False)  # never leave the writer inside a transaction
             raise
+
+    def _begin_dual_batch(self, docs: list[Document], epoch: int) -> None:
+        """dual's MySQL half of a batch, in a transaction left open for the caller to end:
+        the mappable documents through the guarded write (epoch-checked), the unmappable
+        ones dead-lettered beside them."""
+        rows_by_key, rejected = map_or_reject(docs)
+        letters = [document_dead_letter("dual", doc, reason) for doc, reason in rejected]
+        conn = self.writer_connection()
+        conn.start_transaction()
+        cur = conn.cursor()
+        if rows_by_key:
+            apply_batch(cur, list(rows_by_key.values()), epoch=epoch)
+        if letters:
+            store.insert_dead_letters(cur, letters)
 
     def _backlog_all(self, docs: list[Document], reason: str) -> None:
         for doc in docs:

@@ -7,22 +7,12 @@ connection dying mid-result raises there)."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
+from helpers import poll
 from lazyshift.client import follower as follower_module
 from lazyshift.client.follower import Follower
 from lazyshift.config import Settings
 from lazyshift.core.mysql import MySQLInterfaceError
-
-DEADLINE_S = 60.0  # against hangs only
-
-
-def wait_for(cond: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)  # polling interval, not synchronisation
 
 
 def test_poller_survives_an_interface_error(migrated, monkeypatch) -> None:
@@ -43,8 +33,8 @@ def test_poller_survives_an_interface_error(migrated, monkeypatch) -> None:
     f = Follower(settings, "interface-error-test", "0/1", stop)
     f.start()
     try:
-        wait_for(raised.is_set, "the injected error")
-        wait_for(lambda: f.known_mode() is not None, "a lease after the error")
+        poll(raised.is_set, "the injected error")
+        poll(lambda: f.known_mode() is not None, "a lease after the error")
         assert f._thread.is_alive()
         epoch = f.gate()[1]
         f.release()

@@ -401,12 +401,7 @@ def _acked(settings, client_id: str) -> int:
 
 
 def _partition_progress_in_mysql(settings, part: str) -> bool:
-    conn = my.connect(settings.mysql, autocommit=True)
-    cur = conn.cursor()
-    cur.execute("SELECT seq FROM client_offset WHERE partition_spec = %s", (part,))
-    row = cur.fetchone()
-    conn.close()
-    return bool(row and row[0])
+    return _mysql_offset(settings, part) > 0
 
 
 def test_mode_set_refuses_skipping_rungs_and_explains(migrated) -> None:
