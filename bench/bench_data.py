@@ -154,6 +154,31 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of one process so far, from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    text = " ".join(args)
+    if "spawn_main" in text or "multiprocessing" in text:
+        return "worker"
+    return Path(args[0]).name if args and args[0] else "?"
+
+
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -161,8 +186,19 @@ def load_avg() -> float:
 class Sampler:
     """Every 0.25 s: RSS of a process tree and of FerretDB, and (optionally) documents done."""
 
-    def __init__(self, pid: int | None, ferret_pid: int | None, progress: Any = None) -> None:
+    def __init__(
+        self,
+        pid: int | None,
+        ferret_pid: int | None,
+        progress: Any = None,
+        servers: dict[str, int | None] | None = None,
+    ) -> None:
         self.pid, self.ferret_pid, self.progress = pid, ferret_pid, progress
+        # CPU seconds per process: servers from start to stop, the tree's processes as last
+        # seen (a worker's last 0.25 s may be missed; the workers log their own exact CPU).
+        self.servers = {k: v for k, v in (servers or {}).items() if v}
+        self.server_cpu0 = {k: _cpu_s(v) or 0.0 for k, v in self.servers.items()}
+        self.tree_cpu: dict[int, tuple[str, float]] = {}
         self.peak_tree = self.peak_one = self.peak_ferret = 0
         self.series: list[tuple[float, int]] = []
         self.t0 = time.monotonic()
@@ -174,7 +210,13 @@ class Sampler:
     def _run(self) -> None:
         while not self._done.is_set():
             if self.pid is not None:
-                sizes = [_rss_kb(p) for p in _tree(self.pid)]
+                pids = _tree(self.pid)
+                sizes = [_rss_kb(p) for p in pids]
+                for p in pids:
+                    cpu = _cpu_s(p)
+                    if cpu is not None:
+                        name = self.tree_cpu.get(p, (None, 0.0))[0] or _comm(p)
+                        self.tree_cpu[p] = (name, cpu)
                 self.peak_tree = max(self.peak_tree, sum(sizes))
                 self.peak_one = max(self.peak_one, max(sizes, default=0))
             if self.ferret_pid is not None:
@@ -189,7 +231,16 @@ class Sampler:
         self._thread.join()
         elapsed = time.monotonic() - self.t0
         self.series.append((elapsed, docs))
+        cpu = {
+            k: round((_cpu_s(v) or 0.0) - self.server_cpu0[k], 2) for k, v in self.servers.items()
+        }
+        for i, (name, secs) in enumerate(sorted(self.tree_cpu.values())):
+            cpu[f"{name}{i}" if name == "worker" else name] = round(secs, 2)
         return {
+            "cpu_s": cpu,
+            "cpu_ms_per_doc": {k: round(1000 * v / docs, 3) for k, v in cpu.items()}
+            if docs
+            else {},
             "s": elapsed,
             "docs_per_s": docs / elapsed if elapsed else 0.0,
             "rss_tree_mb": self.peak_tree / 1024,
@@ -207,19 +258,35 @@ def run_measured(
     proc = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    sampler = Sampler(proc.pid, ferret_pid, progress)
+    sampler = Sampler(proc.pid, ferret_pid, progress, servers=SERVERS)
     out, err = proc.communicate()
     m = sampler.stop(docs)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} exited {proc.returncode}:\n{out}\n{err[-4000:]}")
+    m["events"] = _events(err, ("backfill.partition_done", "backfill.worker_done"))
     return m
+
+
+def _events(stderr: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The structured log lines (logs.py) named `names` from a command's stderr."""
+    found = []
+    for line in stderr.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and entry.get("event") in names:
+                found.append(entry)
+    return found
+
+
+# Server processes whose CPU each measurement reports (set by measure()).
+SERVERS: dict[str, int | None] = {}
 
 
 def plain_scan(settings: Settings, docs: int, ferret_pid: int | None) -> dict[str, Any]:
     """The ceiling: one plain unsorted find({}) of the collection, nothing done with it."""
     client = pymongo.MongoClient(settings.mongo.uri, tz_aware=True, socketTimeoutMS=None)
     seen = 0
-    sampler = Sampler(None, ferret_pid, lambda: seen)
+    sampler = Sampler(None, ferret_pid, lambda: seen, servers={**SERVERS, "client": os.getpid()})
     try:
         for _ in client[settings.mongo.database][settings.mongo.collection].find(
             {}, batch_size=1000
@@ -333,6 +400,8 @@ def backfill(
 ) -> dict[str, Any]:
     settings = bench.fresh_mysql()
     counter = done_counter(settings)
+    env = env_for(settings)
+    env["LAZYSHIFT_LOG_LEVEL"] = "INFO"  # the workers' partition_done / worker_done timings
     try:
         m = run_measured(
             [
@@ -344,7 +413,7 @@ def backfill(
                 str(partitions),
                 "--json",
             ],
-            env_for(settings),
+            env,
             docs,
             ferret_pid,
             counter,
@@ -571,6 +640,7 @@ def measure(
     bench: Bench, docs: int, partitions: int | None, runs_wanted: tuple[str, ...] = RUNS
 ) -> tuple[dict, dict, dict]:
     ferret_pid = bench.stack.mongo.pid()
+    SERVERS.update(ferretdb=ferret_pid, mysqld=bench.stack.mysql.pid())
     src, load_s = cached_source(bench, docs)
     console.print(
         f"dataset: {docs:,} docs "
@@ -583,7 +653,20 @@ def measure(
 
     def record(run: str, m: dict[str, Any]) -> None:
         runs[run.replace("_", " ")] = m
-        console.print(f"{run} {m['docs_per_s']:,.0f} docs/s in {m['s']:,.0f}s")
+        console.print(
+            f"{run} {m['docs_per_s']:,.0f} docs/s in {m['s']:,.0f}s, load {m['load']}",
+            highlight=False,
+        )
+        cpu_ms = m.get("cpu_ms_per_doc", {})
+        console.print(
+            f"  CPU ms/doc {cpu_ms} sum {sum(cpu_ms.values()):.2f}"
+            f" = {sum(m.get('cpu_s', {}).values()) / m['s']:.2f} cores",
+            highlight=False,
+        )
+        for e in m.get("events", []):
+            fields = {k: v for k, v in e.items() if k not in ("ts", "level")}
+            console.print(f"  {fields}", highlight=False)
+        values[keyed(f"{run}_cpu_ms_per_doc", docs)] = cpu_ms
         values[keyed(f"{run}_docs_per_s", docs)] = round(m["docs_per_s"], 1)
         values[keyed(f"{run}_s", docs)] = round(m["s"], 1)
         values.update(peaks(runs, docs))

@@ -43,3 +43,18 @@ def test_partition_specs_round_trip(text) -> None:
 def test_bad_partition_specs_are_refused(text) -> None:
     with pytest.raises(ValueError, match="partition"):
         Partition.parse(text)
+
+
+def test_worker_timings_add_up_per_partition_into_the_worker_total() -> None:
+    from lazyshift.backfill.worker import Timings
+
+    total = Timings()
+    total.add(Timings(docs=500, read_wait=1.0, map=0.25, write=0.5, other=0.125))
+    total.add(Timings(docs=20, read_wait=0.5, map=0.25, write=0.25, other=0.0))
+    assert total.as_fields() == {
+        "docs": 520,
+        "read_wait_s": 1.5,
+        "map_s": 0.5,
+        "write_s": 0.75,
+        "other_s": 0.125,
+    }

@@ -27,6 +27,7 @@ import ctypes
 import logging
 import os
 import queue
+import resource
 import signal
 import socket
 import threading
@@ -65,6 +66,34 @@ class Partition:
 
 
 _END = object()
+
+
+@dataclass
+class Timings:
+    """Where a worker's wall time went (seconds), logged per partition and per worker so a
+    slow run says whether it waited on MongoDB, mapped, or waited on MySQL."""
+
+    docs: int = 0
+    read_wait: float = 0.0  # blocked on the read-ahead: MongoDB slower than map + write
+    map: float = 0.0  # mapping documents to rows (client CPU)
+    write: float = 0.0  # the batch's MySQL transaction
+    other: float = 0.0  # throttle checks, pacing, leases
+
+    def add(self, other: Timings) -> None:
+        self.docs += other.docs
+        self.read_wait += other.read_wait
+        self.map += other.map
+        self.write += other.write
+        self.other += other.other
+
+    def as_fields(self) -> dict[str, Any]:
+        return {
+            "docs": self.docs,
+            "read_wait_s": round(self.read_wait, 3),
+            "map_s": round(self.map, 3),
+            "write_s": round(self.write, 3),
+            "other_s": round(self.other, 3),
+        }
 
 
 class ReadAhead:
@@ -205,6 +234,10 @@ class Worker:
         self.scanned = 0
         self.last_renew = 0.0
         self.keeper = LeaseKeeper(settings, self.owner, options.lease_seconds)
+        self.timings = Timings()  # the current partition's
+        self.total = Timings()
+        self.started = time.monotonic()
+        self.idle = 0.0  # waiting for a partition to lease
 
     def close(self) -> None:
         self.keeper.close()
@@ -279,6 +312,7 @@ class Worker:
     def commit_batch(self, part: Partition, docs: list[dict[str, Any]]) -> None:
         if self.keeper.lost.is_set():
             raise LeaseLost()
+        t0 = time.monotonic()
         last = docs[-1]["_id"] if part.kind == "range" else part.checkpoint
         rows_by_key, rejected = map_or_reject(docs)
         rows = list(rows_by_key.values())
@@ -306,7 +340,11 @@ class Worker:
                 self.options.lease_seconds,
             )
 
+        t1 = time.monotonic()
         self._tx(tx)
+        self.timings.map += t1 - t0
+        self.timings.write += time.monotonic() - t1
+        self.timings.docs += len(docs)
         part.checkpoint = last
         self.scanned += len(docs)
         self.last_renew = time.monotonic()
@@ -342,23 +380,35 @@ class Worker:
         if rate:
             batch_size = max(1, min(batch_size, int(rate)))  # about a batch per second
         failures = 0
+        started = time.monotonic()
+        self.timings = Timings()
         while not self.stop:
             try:
                 self.wait_if_needed(part)
                 ahead = ReadAhead(self._cursor(part), batch_size)
                 try:
-                    for docs in ahead:
+                    batches = iter(ahead)
+                    while True:
+                        t0 = time.monotonic()
+                        docs = next(batches, None)
+                        self.timings.read_wait += time.monotonic() - t0
+                        if docs is None:
+                            break
                         self.commit_batch(part, docs)
                         failures = 0
+                        t0 = time.monotonic()
                         self.pace()
                         self.wait_if_needed(part)
+                        self.timings.other += time.monotonic() - t0
                         if self.stop:
                             break
                 finally:
                     ahead.close()
                 if self.stop:
                     break
-                return self._set_state(part, "done", release=True)
+                done = self._set_state(part, "done", release=True)
+                self._partition_done(part, started)
+                return done
             except (
                 pymongo.errors.AutoReconnect,
                 pymongo.errors.CursorNotFound,
@@ -378,15 +428,40 @@ class Worker:
         self._set_state(part, "pending", release=True)
         return False
 
+    def _partition_done(self, part: Partition, started: float) -> None:
+        self.total.add(self.timings)
+        logs.event(
+            "backfill.partition_done",
+            partition=part.id,
+            owner=self.owner,
+            s=round(time.monotonic() - started, 3),
+            **self.timings.as_fields(),
+        )
+
+    def _report(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        logs.event(
+            "backfill.worker_done",
+            owner=self.owner,
+            s=round(time.monotonic() - self.started, 3),
+            idle_s=round(self.idle, 3),
+            cpu_user_s=round(usage.ru_utime, 3),
+            cpu_sys_s=round(usage.ru_stime, 3),
+            **self.total.as_fields(),
+        )
+
     def run(self) -> int:
         try:
             while not self.stop:
                 self.wait_if_needed(None)
                 got = self.lease()
                 if got is False:
+                    self._report()
                     return 0
                 if got is None:
+                    t0 = time.monotonic()
                     time.sleep(IDLE_POLL_S)  # others hold the rest: wait for them or expiry
+                    self.idle += time.monotonic() - t0
                     continue
                 assert isinstance(got, Partition)
                 try:

@@ -242,6 +242,19 @@ def _port_lock(deadline_s: float = 120.0) -> Iterator[None]:
 
 
 # -- binaries ---------------------------------------------------------------------------------
+# FerretDB decodes and re-encodes every document it scans; with Go's default GOGC=100 a
+# quarter of its CPU per scanned document is garbage collection. GOGC=300 cut its CPU per
+# document ~23% (0.56 -> 0.43 ms, 2 concurrent sorted cursors, same data) for a peak RSS of
+# ~140 MB instead of ~74 MB; the heap is a multiple of one batch's garbage, not of the
+# collection, so it stays flat with the collection's size. GOMEMLIMIT is the backstop.
+FERRETDB_GC_ENV = {"GOGC": "300", "GOMEMLIMIT": "512MiB"}
+
+
+def ferretdb_env() -> dict[str, str]:
+    """FerretDB's environment: ours, with FERRETDB_GC_ENV unless the caller set its own."""
+    return {**FERRETDB_GC_ENV, **os.environ}
+
+
 def ferretdb_bin() -> Path:
     env = os.environ.get("LAZYSHIFT_FERRETDB_BIN")
     if env:
@@ -503,7 +516,13 @@ class DevStack:
             time.sleep(0.05)
         raise StackError(f"{what} did not answer within {deadline_s:.0f}s{_log_tail(comp.log)}")
 
-    def _daemon(self, comp: Component, argv: list[str], output: bool = True) -> None:
+    def _daemon(
+        self,
+        comp: Component,
+        argv: list[str],
+        output: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
         cmd = [
             "start-stop-daemon",
             "--start",
@@ -515,7 +534,11 @@ class DevStack:
         if output:
             cmd += ["--output", str(comp.log)]
         proc = subprocess.run(
-            [*cmd, "--exec", argv[0], "--", *argv[1:]], capture_output=True, text=True, check=False
+            [*cmd, "--exec", argv[0], "--", *argv[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
         )
         if proc.returncode != 0:
             raise StackError(
@@ -715,6 +738,7 @@ class DevStack:
                 "--log-level=warn",
                 f"--state-dir={self.state_dir / 'ferretdb'}",
             ],
+            env=ferretdb_env(),
         )
         self._wait_ready(self.mongo, lambda: self._mongo_ping(port), f"FerretDB (port {port})", 60)
 
