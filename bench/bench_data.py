@@ -7,7 +7,10 @@ size (`lzbench_cache_<docs>`, in .state/test) and reused by later runs. In one r
 side: (a) `scan_docs_per_s`, a plain unsorted `find({})` of the collection; (b) the raw
 MySQL-side ceiling (LOAD DATA of the mapped rows); (c) `lazyshift backfill` with 1 and with 2
 workers (a fresh MySQL database each); (d) `lazyshift verify`; peak RSS of the backfill and of
-FerretDB; the machine's load average around each measurement. A ratio whose two sides ran
+FerretDB; CPU ms per document of each process (FerretDB, mysqld, the client / each worker),
+whose sum says how close a step is to the machine's cores whatever the other load; the
+workers' own timings (waiting on MongoDB, mapping, MySQL) per partition; the machine's load
+average around each measurement. A ratio whose two sides ran
 under very different load is refused (null, with the reason). Results merge into
 bench/results.json (existing keys kept), a rich table is printed, and bench/backfill.png
 plots docs/s over time against the scan ceiling.
