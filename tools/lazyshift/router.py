@@ -20,7 +20,6 @@ import contextlib
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,7 +37,7 @@ from lazyshift.core.guarded_write import (
     Fenced,
     apply_batch,
     check_epoch,
-    fetch_and_write,
+    guarded_write,
     map_or_reject,
 )
 from lazyshift.core.mapping import Rows, document_to_rows, stored_form
@@ -151,10 +150,6 @@ class Router:
         self.metrics = metrics or Metrics()
         self._writer: Any = None  # the consumer thread's MySQL connection
         self._local = threading.local()  # read API threads' connections
-        # A lazy read's miss sends its write's first round trip from here while the read
-        # thread looks the shipment up in MongoDB (threads start on demand, one per miss
-        # in flight at most: the read API's pool bounds them).
-        self._beside = ThreadPoolExecutor(thread_name_prefix="lazy-write")
         self._shadow_rng = random.Random()
         self.shadow_counts: dict[str, int] = {}  # reported in the heartbeat for the gate
         self._mirrored_epoch: int | None = None  # the epoch this reader left in the mirror
@@ -772,20 +767,17 @@ class Router:
         `_id`, which FerretDB answers from its index) is written into MySQL through the
         guarded write under the epoch just read, and only then returned (DESIGN.md stage 3)."""
         mode = Mode(st.mode)
-        # MongoDB is read-only now: its copy is the latest. Looked up while the write's
-        # first round trip (the fence, the key's lock) is in flight on another thread.
-        done = fetch_and_write(
-            conn, key, lambda: self.mongo.get(key), self._beside.submit, epoch=st.epoch
-        )
-        old = done.doc
+        old = self.mongo.get(key)  # MongoDB is read-only now: its copy is the latest
         if old is None:
             self.metrics.reads.labels(mode, "mongo", "miss").inc()
             return ReadResult(None, mode, "mongo")
-        if done.applied:
-            self.metrics.lazy.labels("read").inc()
-        # fenced: a transition is draining: answer from MongoDB now, migrate on a later read
-        if done.invalid is not None:
-            letter = document_dead_letter("lazy", old, done.invalid)
+        try:
+            if guarded_write(conn, old, epoch=st.epoch):
+                self.metrics.lazy.labels("read").inc()
+        except Fenced:
+            pass  # a transition is draining: answer from MongoDB now, migrate on a later read
+        except InvalidDocument as exc:
+            letter = document_dead_letter("lazy", old, exc.reason)
             run_in_transaction(conn, lambda cur: store.insert_dead_letters(cur, [letter]))
         self.metrics.reads.labels(mode, "mongo->mysql", "hit").inc()
         return ReadResult(old, mode, "mongo->mysql")

@@ -30,9 +30,7 @@ concurrent first insert of the same key cannot lead to older data or mixed child
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -57,7 +55,6 @@ from lazyshift.core.mysql import (
     RetryableConflict,
     chunks,
     execute_script,
-    is_retryable,
     placeholders,
     rows_as_dicts,
     run_in_transaction,
@@ -417,18 +414,8 @@ def _write_one(
          finding that row stored. So the key has no children (they need the root row: a
          foreign key): none to delete, and no re-read to see whose insert won.
     """
-    stored = _lock_one(conn, rows.key, epoch)
-    if stored is not None and stored >= order_key(rows):
-        conn.rollback()  # nothing written; only the locks to let go
-        return False
-    return _finish_one(conn, rows, stored, written_epoch)
-
-
-def _lock_one(conn: MySQLConnectionAbstract, key: str, epoch: int | None) -> tuple[int, int] | None:
-    """Round trip 1 of `_write_one`: START TRANSACTION, the fence, the stored (source_rev,
-    version) of `key` locked (None: absent, its gap locked). The transaction stays open
-    (also when Fenced is raised: the caller rolls back)."""
-    key_literal = conn.prepare_for_mysql((key,))[0]  # type: ignore[attr-defined]
+    prepare = conn.prepare_for_mysql  # type: ignore[attr-defined]
+    key_literal = prepare((rows.key,))[0]
     first = [b"START TRANSACTION"]
     if epoch is not None:
         first.append(CONTROL_LOCK.encode())
@@ -441,18 +428,10 @@ def _lock_one(conn: MySQLConnectionAbstract, key: str, epoch: int | None) -> tup
     if epoch is not None:
         _check_control(results[1][1] if results[1] else [], epoch)
     found = results[-1][1] if results[-1] else []
-    return (int(found[0][0]), int(found[0][1])) if found else None
-
-
-def _finish_one(
-    conn: MySQLConnectionAbstract,
-    rows: Rows,
-    stored: tuple[int, int] | None,
-    written_epoch: int | None,
-) -> bool:
-    """Round trip 2 of `_write_one` (`rows` strictly newer than `stored`): committed."""
-    prepare = conn.prepare_for_mysql  # type: ignore[attr-defined]
-    key_literal = prepare((rows.key,))[0]
+    stored = (int(found[0][0]), int(found[0][1])) if found else None
+    if stored is not None and stored >= order_key(rows):
+        conn.rollback()  # nothing written; only the locks to let go
+        return False
     second = [
         *_insert_statements(
             prepare,
@@ -481,85 +460,3 @@ def _finish_one(
             raise RetryableConflict(f"{rows.key}: a concurrent first insert won") from exc
         raise
     return True
-
-
-@dataclass(frozen=True)
-class FetchedWrite:
-    """What `fetch_and_write` did: the fetched copy (None: there is none), and whether it
-    was written, found no newer than the stored row, fenced, or unmappable (the reason)."""
-
-    doc: Document | None
-    applied: bool = False
-    fenced: Fenced | None = None
-    invalid: str | None = None
-
-
-def fetch_and_write(
-    conn: MySQLConnectionAbstract,
-    key: str,
-    fetch: Callable[[], Document | None],
-    beside: Callable[[Callable[[], Any]], Future[Any]],
-    *,
-    epoch: int | None,
-) -> FetchedWrite:
-    """`fetch()` the copy of `key` to write (the lazy read's MongoDB lookup) while round trip
-    1 of its guarded write (START TRANSACTION, the fence, the key's row or gap locked) is in
-    flight on `beside` (another thread: the connection is that thread's alone until its
-    round trip returns); then round trip 2 as `guarded_write`, committed before this
-    returns. The same guard and fence, one round trip off the miss's latency. Errors of
-    round trip 1 or 2 worth retrying (deadlock, lost connection, a concurrent first insert)
-    roll back and hand the copy to `guarded_write`, which retries them. What `fetch` raises
-    propagates, after the rollback."""
-    if sql_literals(conn, ()) is None or conn.in_transaction:
-        doc = fetch()  # a connector without literal conversion, or a caller's transaction
-        return _write_fetched(conn, doc, epoch)
-    locked = beside(lambda: _lock_one(conn, key, epoch))
-    try:
-        doc = fetch()
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            locked.result()
-        _rollback_quietly(conn)
-        raise
-    try:
-        stored = locked.result()
-        if doc is None:
-            conn.rollback()
-            return FetchedWrite(None)
-        rows = document_to_rows(doc)
-        if rows.key != key:  # locked the wrong key: the ordinary write takes it
-            conn.rollback()
-            return _write_fetched(conn, doc, epoch)
-        if stored is not None and stored >= order_key(rows):
-            conn.rollback()
-            return FetchedWrite(doc)
-        return FetchedWrite(doc, applied=_finish_one(conn, rows, stored, None))
-    except Fenced as exc:
-        _rollback_quietly(conn)
-        return FetchedWrite(doc, fenced=exc)
-    except InvalidDocument as exc:
-        _rollback_quietly(conn)
-        return FetchedWrite(doc, invalid=exc.reason)
-    except BaseException as exc:
-        _rollback_quietly(conn)
-        if doc is not None and is_retryable(exc):
-            return _write_fetched(conn, doc, epoch)
-        raise
-
-
-def _write_fetched(
-    conn: MySQLConnectionAbstract, doc: Document | None, epoch: int | None
-) -> FetchedWrite:
-    if doc is None:
-        return FetchedWrite(None)
-    try:
-        return FetchedWrite(doc, applied=guarded_write(conn, doc, epoch=epoch))
-    except Fenced as exc:
-        return FetchedWrite(doc, fenced=exc)
-    except InvalidDocument as exc:
-        return FetchedWrite(doc, invalid=exc.reason)
-
-
-def _rollback_quietly(conn: MySQLConnectionAbstract) -> None:
-    with contextlib.suppress(Exception):  # the original error matters
-        conn.rollback()
