@@ -298,6 +298,10 @@ def transition_pauses(settings: Settings, rate: int) -> dict[str, float]:
         for target in ("dual", "mysql-primary", "dual", "mongo"):
             out = json.loads(cli(settings, "--json", "mode", "set", target).stdout)
             pauses[f"{out['from_mode']}->{target}"] = out["paused_s"]
+            # where the pause went (drain, acks, step, commit): printed, not saved
+            console.print(f"{out['from_mode']}->{target}: {out.get('pause_phases')}")
+            for note in out.get("notes", []):
+                console.print(f"  {note}")
             time.sleep(1)
     finally:
         for c in clients:

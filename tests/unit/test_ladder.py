@@ -144,7 +144,7 @@ def test_rollback_after_the_flip_needs_mongodb() -> None:
 
 def test_dead_letters_follow_the_primary_and_dual_reentry_reconciles() -> None:
     flip = rung(Mode.DUAL, Mode.MYSQL_PRIMARY)
-    assert (flip.before_pause, flip.after_commit) == ("dead_letters_to_mysql",) * 2
+    assert (flip.before_pause, flip.after_commit) == ("prepare_flip", "dead_letters_to_mysql")
     assert rung(Mode.DUAL, Mode.MONGO).leaves_mysql_stale
     assert rung(Mode.MONGO, Mode.DUAL).after_commit == "reconcile_if_needed"
     assert not any(r.leaves_mysql_stale for r in RUNGS.values() if r.target is not Mode.MONGO)

@@ -235,13 +235,15 @@ RUNGS: dict[tuple[Mode, Mode], Rung] = {
         Rung(Mode.MONGO, Mode.DUAL, after_commit="reconcile_if_needed"),
         # The flip: whatever got into the backlog since the check is flushed in the pause, so
         # MySQL holds every shipment's latest version before it becomes the one that is read.
-        # Dead letters move with the shipments: before the pause, and what arrived meanwhile
-        # once MySQL is primary (reading them all again would lengthen the pause).
+        # Most of the backlog is flushed before the pause, while writes flow; the pause only
+        # flushes what was queued since. Dead letters move with the shipments: before the
+        # pause, and what arrived meanwhile once MySQL is primary (reading them all again
+        # would lengthen the pause).
         Rung(
             Mode.DUAL,
             Mode.MYSQL_PRIMARY,
             requires=_dual_ready,
-            before_pause="dead_letters_to_mysql",
+            before_pause="prepare_flip",
             during_pause="flush_backlog",
             after_commit="dead_letters_to_mysql",
         ),

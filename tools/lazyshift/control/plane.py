@@ -51,6 +51,9 @@ class TransitionResult:
     acknowledged: list[str] = field(default_factory=list)
     fenced_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Where the write pause went (s): the drain's epoch bump, waiting for the clients'
+    # acknowledgements, the rung's pause step, committing the new mode.
+    pause_phases: dict[str, float] = field(default_factory=dict)
 
 
 def get_state(settings: Settings) -> ControlState:
@@ -209,10 +212,22 @@ def _drain_and_commit(
     started = time.monotonic()
     _begin_drain(conn, cur, st, target, new_epoch, hb_timeout)
     result = TransitionResult(st.mode, target.value, new_epoch, 0.0, notes=notes)
+    phases = result.pause_phases
+    mark = time.monotonic()
+    phases["drain"] = mark - started
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(phases.get(name, 0.0) + now - mark, 4)
+        mark = now
+
     try:
         _wait_for_acks(cur, conn, new_epoch, hb_timeout, timeout_s, result)
+        lap("acks")
         if hold:
             _wait_for_release(cur, conn, new_epoch, timeout_s, result)
+            lap("hold")
         conn.commit()  # the pause step starts its own transactions
         if during_pause:
             result.notes.append(
@@ -220,6 +235,7 @@ def _drain_and_commit(
             )
             if conn.in_transaction:
                 conn.commit()
+            lap("step")
         flip = new_epoch if (st.mode, target) == (Mode.DUAL, Mode.MYSQL_PRIMARY) else None
         if not store.commit_mode(cur, target.value, flip, f"{st.mode} -> {target}", new_epoch):
             raise TransitionError(
@@ -229,6 +245,7 @@ def _drain_and_commit(
         if step.leaves_mysql_stale:
             store.mark_reconcile_needed(cur, new_epoch)
         conn.commit()
+        lap("commit")
     except BaseException as exc:
         _abort(conn, new_epoch, st.mode)
         if isinstance(exc, TransitionError):
@@ -237,6 +254,8 @@ def _drain_and_commit(
             f"{st.mode} -> {target} failed and was rolled back: {type(exc).__name__}: {exc}"
         ) from exc
     result.paused_s = time.monotonic() - started
+    phases["drain"] = round(phases["drain"], 4)
+    logs.event("transition.paused", paused_s=round(result.paused_s, 4), **phases)
     return result
 
 

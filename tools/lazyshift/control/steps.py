@@ -1,7 +1,9 @@
 """The data a rung copies (named in ladder.RUNGS, run by plane.set_mode).
 
-- flush_backlog (the flip, in the pause): the dual-write backlog is flushed from MongoDB
-  into MySQL, so MySQL has every latest version before it becomes the primary store.
+- prepare_flip (the flip, before the pause): the dead letters (below), then the dual-write
+  backlog flushed in batches while writes flow, until a batch finds little.
+- flush_backlog (the flip, in the pause): what is left of the backlog is flushed from
+  MongoDB into MySQL, so MySQL has every latest version before it becomes the primary store.
 - dead_letters_to_mysql (the flip, before the pause and again once MySQL is primary): the
   dead letters of stages 1-2 (kept in MongoDB) are carried into MySQL. Dead letters follow
   the primary store like shipments do.
@@ -30,23 +32,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from mysql.connector.abstracts import MySQLConnectionAbstract
+from pymongo.errors import BulkWriteError
 
 from lazyshift import logs
 from lazyshift.config import Settings
 from lazyshift.control.ladder import TransitionError
 from lazyshift.core import mysql_store as store
 from lazyshift.core.document import Document
-from lazyshift.core.guarded_write import apply_batch, guarded_write, map_or_reject
-from lazyshift.core.mongo_store import MongoStore
+from lazyshift.core.guarded_write import Fenced, apply_batch, map_or_reject
+from lazyshift.core.mongo_store import DUPLICATE_KEY, MongoStore
 from lazyshift.core.mysql import read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import ControlState, DeadLetter, document_dead_letter
 
 WRITE_BACK_BATCH = 500
+WRITE_BACK_SCAN = 5000  # (key, version) pairs per page of the scan of live writes
 # The write-back before the pause repeats (at most this many passes) until a pass copies no
 # more than this many shipments: what is left is copied in the pause.
-WRITE_BACK_PASSES = 5
+WRITE_BACK_PASSES = 10
 WRITE_BACK_CONVERGED = 50
+WRITE_BACK_SHRINK = 0.9  # ... or until a pass copied not much less than the one before
 BACKLOG_BATCH = 500
+# The backlog flush before the flip's pause takes at most this many batches, and stops
+# after one that found no more than this many entries: the pause flushes what is left.
+BACKLOG_PASSES = 5
+BACKLOG_CONVERGED = 50
 RECONCILE_BATCH = 500
 DEAD_LETTER_BATCH = 500
 
@@ -87,18 +96,86 @@ def newer(a: Document, b: Document | None) -> bool:
 def flush_backlog(
     settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
 ) -> str:
-    mongo = _mongo(settings, memo)
-    flushed = 0
-    while keys := mongo.backlog_keys(limit=BACKLOG_BATCH):
-        for key in keys:
-            doc = mongo.get(key)
-            if doc is not None:
-                # No epoch: this runs inside the drain, the one writer allowed now.
-                guarded_write(conn, doc)
-            mongo.backlog_remove(key)
-            flushed += 1
-    logs.event("transition.backlog_flushed", shipments=flushed)
-    return f"flushed {flushed} backlogged shipment(s) into MySQL"
+    """In the pause: the whole backlog (what the flush before it left, and the writes the
+    drain fenced out). No epoch: this runs inside the drain, the one writer allowed now."""
+    flushed = _flush_backlog(_mongo(settings, memo), conn, None, passes=None)
+    logs.event("transition.backlog_flushed", shipments=flushed.keys, dead=flushed.dead)
+    return flushed.note()
+
+
+def prepare_flip(
+    settings: Settings, conn: MySQLConnectionAbstract, st: ControlState, memo: dict[str, Any]
+) -> str:
+    """Before the flip's pause, while writes flow: the dead letters, then the backlog until
+    little is left, so the pause only flushes what was queued in the last few moments."""
+    letters = dead_letters_to_mysql(settings, conn, st, memo)
+    try:
+        flushed = _flush_backlog(_mongo(settings, memo), conn, st.epoch, passes=BACKLOG_PASSES)
+    except Fenced as exc:
+        raise TransitionError(
+            f"the control row changed while the backlog was flushed before the pause ({exc}): "
+            "another `mode set`? Nothing was switched; run it again"
+        ) from exc
+    return f"{letters}; {flushed.note()}"
+
+
+@dataclass
+class _Flushed:
+    keys: int = 0  # backlog entries handled (copied, already current, or dead-lettered)
+    dead: int = 0
+
+    def note(self) -> str:
+        dead = f", {self.dead} unmappable (dead-lettered)" if self.dead else ""
+        return f"flushed {self.keys} backlogged shipment(s) into MySQL{dead}"
+
+
+def _flush_backlog(
+    mongo: MongoStore, conn: MySQLConnectionAbstract, epoch: int | None, passes: int | None
+) -> _Flushed:
+    """Backlog batches into MySQL: MongoDB's copies read in one `$in`, written in one
+    guarded transaction (unmappable ones dead-lettered beside them), the entries removed in
+    one bulk. `epoch` fences the writes while clients write too (before the pause); then
+    at most `passes` batches, stopping once one read the whole backlog and found no more
+    than BACKLOG_CONVERGED entries. `passes=None`: until the backlog is empty (in the
+    pause: nothing adds to it).
+
+    An entry is removed only if it was queued at or before the version copied: a key
+    written (and queued) again after its copy was read stays for the next batch."""
+    done = _Flushed()
+    batches = 0
+    while passes is None or batches < passes:
+        queued = mongo.backlog_entries(limit=BACKLOG_BATCH)
+        if not queued:
+            break
+        docs = mongo.get_many(list(queued))
+        rows, rejected = map_or_reject(docs.values())
+        letters = [document_dead_letter("dual", d, why) for d, why in rejected]
+
+        def tx(cur: Any, rows: dict[str, Any] = rows, letters: list[DeadLetter] = letters) -> None:
+            if letters:
+                store.insert_dead_letters(cur, letters)
+            if rows:
+                apply_batch(cur, list(rows.values()), epoch=epoch)
+
+        run_in_transaction(conn, tx)
+        # What MySQL holds now for each key: MongoDB's copy as read (written, already
+        # current, or dead-lettered); a key MongoDB lacks is only what was queued.
+        copied = {k: int(docs[k]["version"]) if k in docs else v for k, v in queued.items()}
+        removed = mongo.backlog_remove_flushed(copied)
+        if not removed and passes is None:
+            # Nothing adds to the backlog in the pause: entries queued at versions MongoDB
+            # does not have would make this loop forever. Fail: the old mode stays.
+            raise TransitionError(
+                f"{len(queued)} backlog entries are queued at versions newer than MongoDB's "
+                "copies and could not be flushed; see the mysql_backlog collection"
+            )
+        done.keys += len(queued)
+        done.dead += len(rejected)
+        batches += 1
+        whole = len(queued) < BACKLOG_BATCH
+        if passes is not None and whole and len(queued) <= BACKLOG_CONVERGED:
+            break  # that read saw the whole backlog: only what was queued since is left
+    return done
 
 
 def _mongo_letter(entry: dict[str, Any]) -> DeadLetter:
@@ -169,6 +246,8 @@ def write_back(
     the last pass's few seconds of writes (gh-ost's row copy converges the same way)."""
     passes = [_write_back(settings, conn, st, memo, only_moved=False)]
     while len(passes) < WRITE_BACK_PASSES and passes[-1].written > WRITE_BACK_CONVERGED:
+        if len(passes) > 1 and passes[-1].written > WRITE_BACK_SHRINK * passes[-2].written:
+            break  # writes arrive about as fast as they are copied: more passes won't help
         passes.append(_write_back(settings, conn, st, memo, only_moved=True))
     return _written_back_note(passes)
 
@@ -225,40 +304,65 @@ def _write_back(
     letters = _dead_letters_to_mongo(conn, mongo, memo)
     if st.flip_epoch is None:
         return _Pass(0, 0, letters, flipped=False)
+
+    def copy(keys: list[str]) -> None:
+        nonlocal written, skipped
+        with read_snapshot(conn):
+            docs = store.load_documents(conn.cursor(), keys)
+        loaded = [docs[k] for k in keys if k in docs]
+        done = _write_back_batch(conn, mongo, loaded, copied, memo.setdefault("in_mongo", {}))
+        written += done
+        skipped += len(keys) - done
+
+    # The scan of (key, version) is cheap (MySQL's index); MongoDB's round trips are not:
+    # the keys to copy are gathered across scan pages into full batches.
+    pending: list[str] = []
     after = ""
     while True:
         with read_snapshot(conn):
-            cur = conn.cursor()
-            found = store.written_since(cur, st.flip_epoch, after, WRITE_BACK_BATCH)
-            keys = [k for k, v in found if not (only_moved and copied.get(k) == v)]
-            docs = store.load_documents(cur, keys)
+            found = store.written_since(conn.cursor(), st.flip_epoch, after, WRITE_BACK_SCAN)
         if not found:
             break
-        done = _write_back_batch(conn, mongo, [docs[k] for k in keys], copied)
-        written += done
-        skipped += len(keys) - done
+        pending += [k for k, v in found if not (only_moved and copied.get(k) == v)]
+        while len(pending) >= WRITE_BACK_BATCH:
+            copy(pending[:WRITE_BACK_BATCH])
+            del pending[:WRITE_BACK_BATCH]
         after = found[-1][0]
+    if pending:
+        copy(pending)
     logs.event("transition.written_back", written=written, already_current=skipped)
     return _Pass(written, skipped, letters, flipped=True)
 
 
 def _write_back_batch(
-    conn: MySQLConnectionAbstract, mongo: MongoStore, docs: list[Document], copied: dict[str, int]
+    conn: MySQLConnectionAbstract,
+    mongo: MongoStore,
+    docs: list[Document],
+    copied: dict[str, int],
+    known: dict[str, dict[str, Any]],
 ) -> int:
     """Shipments back to MongoDB where MySQL's copy is newer by (source_rev, version); how
     many were written. A few round trips per batch (writes are paused while this runs).
+
+    `known` holds MongoDB's (source_rev, version) of the keys an earlier batch of this
+    transition copied or compared: MongoDB is read-only in mysql-primary, so the moved keys
+    of the later passes (and of the pause) need no read of MongoDB's copies first. Were one
+    wrong, its compare-and-swap misses and it is settled alone (replace_many_if_newer).
 
     MongoDB's own counter may be ahead of MySQL's (a write that landed there after the flip,
     or the round trips before it): the copy then takes MongoDB's version + 1, so a version
     never goes backwards in MongoDB, and MySQL is given the same number first (same revision,
     higher version: the guard lets it through), so both stores hold the same document again."""
-    currents = mongo.currents([d["key"] for d in docs])
+    currents = {d["key"]: known[d["key"]] for d in docs if d["key"] in known}
+    currents |= mongo.currents([d["key"] for d in docs if d["key"] not in known])
     todo: list[Document] = []
     bumped: list[Document] = []
     for doc in docs:
         current = currents.get(doc["key"])
         if not newer(doc, current):
             copied[doc["key"]] = doc["version"]
+            if current is not None:
+                known[doc["key"]] = current
             continue
         if current is not None and int(current.get("version", 0)) >= doc["version"]:
             doc = {**doc, "version": int(current["version"]) + 1}
@@ -268,8 +372,12 @@ def _write_back_batch(
         # Not stamped: MongoDB has this content now. A live write meanwhile wins (newer rev).
         run_in_transaction(conn, lambda cur: apply_batch(cur, bumped))
     applied = mongo.replace_many_if_newer(todo, currents)
-    for doc in todo:
+    for doc, landed in zip(todo, applied, strict=True):
         copied[doc["key"]] = doc["version"]
+        if landed:
+            known[doc["key"]] = {"source_rev": doc["source_rev"], "version": doc["version"]}
+        else:
+            known.pop(doc["key"], None)  # lost to another writer: read it again next time
     return sum(applied)
 
 
@@ -300,11 +408,20 @@ def _dead_letters_to_mongo(
             rows = store.dead_letters_since(conn.cursor(), after, DEAD_LETTER_BATCH)
         if not rows:
             break
-        for row in rows:
-            entry = _mongo_entry(row)
-            if mongo.dead_letters.find_one({"_id": entry["_id"]}, {"_id": 1}) is None:
-                mongo.dead_letters.insert_one(entry)
-                moved += 1
+        # One indexed `$in` for the ones MongoDB has, one unordered insert of the rest
+        # (this also runs in the pause: round trips per letter would lengthen it).
+        entries = {e["_id"]: e for e in map(_mongo_entry, rows)}
+        have = {
+            d["_id"] for d in mongo.dead_letters.find({"_id": {"$in": list(entries)}}, {"_id": 1})
+        }
+        missing = [e for i, e in entries.items() if i not in have]
+        if missing:
+            try:
+                moved += len(mongo.dead_letters.insert_many(missing, ordered=False).inserted_ids)
+            except BulkWriteError as exc:
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                    raise
+                moved += int(exc.details.get("nInserted", 0))  # the rest were there already
         after = int(rows[-1]["id"])
     memo["letters_after"] = after
     return moved
@@ -371,6 +488,7 @@ def reconcile_if_needed(
 
 STEPS: dict[str, Step] = {
     "flush_backlog": flush_backlog,
+    "prepare_flip": prepare_flip,
     "dead_letters_to_mysql": dead_letters_to_mysql,
     "write_back": write_back,
     "write_back_moved": write_back_moved,

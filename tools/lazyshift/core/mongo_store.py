@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pymongo
-from pymongo import InsertOne, ReplaceOne, ReturnDocument
+from pymongo import DeleteOne, InsertOne, ReplaceOne, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
@@ -589,6 +589,23 @@ class MongoStore:
 
     def backlog_remove(self, key: str) -> None:
         self.backlog.delete_one({"_id": key})
+
+    def backlog_entries(self, limit: int = 500) -> dict[str, int]:
+        """Up to `limit` backlogged keys, each with the version it was queued at."""
+        return {
+            d["_id"]: int(d.get("version") or 0)
+            for d in self.backlog.find({}, {"_id": 1, "version": 1}).limit(limit)
+        }
+
+    def backlog_remove_flushed(self, flushed: dict[str, int]) -> int:
+        """Remove the entries of `flushed` (key -> the version copied into MySQL), each only
+        if it was queued at that version or before: a key queued again for a newer write
+        after the copy was read stays for the next flush. One unordered bulk of exact `_id`
+        deletes; how many went."""
+        if not flushed:
+            return 0
+        ops = [DeleteOne({"_id": k, "version": {"$lte": v}}) for k, v in flushed.items()]
+        return int(self.backlog.bulk_write(ops, ordered=False).deleted_count)
 
     def backlog_size(self) -> int:
         return self.backlog.count_documents({})
