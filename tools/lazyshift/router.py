@@ -41,7 +41,7 @@ from lazyshift.core.guarded_write import (
     map_or_reject,
 )
 from lazyshift.core.mapping import Rows, document_to_rows, stored_form
-from lazyshift.core.mongo_store import ModeMirror, MongoStore
+from lazyshift.core.mongo_store import ModeMirror, MongoStore, StreamLetter
 from lazyshift.core.mysql import MySQLInterfaceError, read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
 
@@ -565,6 +565,22 @@ class Router:
             )
         return self._dead_letter_mysql(
             message_dead_letter("stream", raw, f"{category}: {reason}", seq, key)
+        )
+
+    def dead_letter_many(self, letters: list[StreamLetter]) -> None:
+        """`dead_letter` for several stream messages: one insert (MongoDB) or one
+        transaction (MySQL) for all of them."""
+        if not letters:
+            return
+        if self.mode not in MYSQL_WRITES:
+            self.mongo.dead_letter_many(letters)
+            return
+        rows = [
+            message_dead_letter("stream", x.raw, f"{x.category}: {x.reason}", x.seq, x.key)
+            for x in letters
+        ]
+        run_in_transaction(
+            self.writer_connection(), lambda cur: store.insert_dead_letters(cur, rows)
         )
 
     def _dead_letter_mysql(self, letter: DeadLetter) -> bool:
