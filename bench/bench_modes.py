@@ -350,6 +350,74 @@ def only(part: str, reads: int, rate: int) -> int:
     return 0
 
 
+def ingest_figures(bench: Bench, messages: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """FerretDB's raw insert_many beside the ingest rate of each mode, then the lag p99 of
+    each mode at LAG_RATE, each on fresh stores (the MongoDB databases are bench.mongo_db +
+    a suffix; the caller drops them)."""
+    # mongo: stage 1, MongoDB only; beside it, FerretDB's raw insert_many of the same docs.
+    s_mongo = bench.settings("unused")
+    f: dict[str, float] = {"raw": insert_many_rate(s_mongo, messages)}
+    f["mongo"] = ingest(s_mongo, "mongo", messages)
+    # dual: a fresh MongoDB database and a migrated MySQL in mode dual.
+    s_dual = bench.fresh_mysql()
+    s_dual.mongo.database = bench.mongo_db + "_dual"
+    cli(s_dual, "mode", "set", "dual")
+    f["dual"] = ingest(s_dual, "control", messages)
+    # mysql-primary: a fresh pair of stores walked up to mysql-primary.
+    s_mp = bench.fresh_mysql()
+    s_mp.mongo.database = bench.mongo_db + "_mp"
+    for m in ("dual", "mysql-primary"):
+        cli(s_mp, "mode", "set", m)
+    f["mysql_primary"] = ingest(s_mp, "control", messages)
+    # Lag at the demo's rate, per mode, each on fresh stores.
+    lags: dict[str, list[float]] = {}
+    s_lm = bench.settings("unused")
+    s_lm.mongo.database = bench.mongo_db + "_lagm"
+    f["lag_mongo"], lags["mongo"] = lag_p99(s_lm, "mongo", mysql_offsets=False)
+    for mode, suffix, rungs in (
+        ("dual", "_lagd", ("dual",)),
+        ("mysql_primary", "_lagp", ("dual", "mysql-primary")),
+    ):
+        s_l = bench.fresh_mysql()
+        s_l.mongo.database = bench.mongo_db + suffix
+        for m in rungs:
+            cli(s_l, "mode", "set", m)
+        f[f"lag_{mode}"], lags[mode] = lag_p99(s_l, "control", mysql_offsets=True)
+    return f, lags
+
+
+INGEST_DBS = ("", "_dual", "_mp", "_lagm", "_lagd", "_lagp")
+
+
+def only_ingest(messages: int) -> int:
+    """The ingest figures alone (`--only ingest`), for working on the client: printed with
+    their ratios, not saved."""
+    bench = Bench()
+    bench.mongo_db = "lzbench_modes"
+    load_before = os.getloadavg()
+    try:
+        f, _ = ingest_figures(bench, messages)
+    finally:
+        for db in INGEST_DBS:
+            connect(bench.settings("x").mongo.uri).drop_database(bench.mongo_db + db)
+        bench.cleanup()
+    figures: dict[str, float | str] = {
+        "mongo_insert_many_docs_per_s": f["raw"],
+        "ingest_mongo_msgs_per_s": f["mongo"],
+        "ingest_dual_msgs_per_s": f["dual"],
+        "ingest_mysql_primary_msgs_per_s": f["mysql_primary"],
+        "ingest_mongo_over_insert_many": f["mongo"] / f["raw"],
+        "ingest_dual_over_mongo": f["dual"] / f["mongo"],
+        "ingest_mysql_primary_over_mongo": f["mysql_primary"] / f["mongo"],
+        **{f"lag_p99_s_{m}": f[f"lag_{m}"] for m in ("mongo", "dual", "mysql_primary")},
+        "load_avg_1m_before_after": f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}",
+    }
+    console.print_json(
+        json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in figures.items()})
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=3000, help="messages per ingest run")
@@ -357,49 +425,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=300, help="source rate during transitions")
     ap.add_argument(
         "--only",
-        choices=("reads", "pauses"),
-        help="measure only read latency or only the transition pauses, print them, and leave "
-        "bench/results.json alone (its figures come from one whole run)",
+        choices=("reads", "pauses", "ingest"),
+        help="measure only read latency, only the transition pauses or only ingest (insert_many,"
+        " each mode's rate and lag p99), print them, and leave bench/results.json alone (its "
+        "figures come from one whole run)",
     )
     args = ap.parse_args(argv)
+    if args.only == "ingest":
+        return only_ingest(args.messages)
     if args.only:
         return only(args.only, args.reads, args.rate)
     bench = Bench()
     # Its own MongoDB databases (dropped at the end): the cached dataset is bench_data's.
     bench.mongo_db = "lzbench_modes"
     load_before = os.getloadavg()
-    lags: dict[str, list[float]] = {}
-    lag99: dict[str, float] = {}
-    extra_dbs = [bench.mongo_db + x for x in ("", "_dual", "_tr", "_mp", "_lagm", "_lagd", "_lagp")]
+    extra_dbs = [bench.mongo_db + x for x in (*INGEST_DBS, "_tr")]
     try:
-        # mongo: stage 1, MongoDB only; beside it, FerretDB's raw insert_many of the same docs.
-        s_mongo = bench.settings("unused")
-        raw_rate = insert_many_rate(s_mongo, args.messages)
-        mongo_rate = ingest(s_mongo, "mongo", args.messages)
-        # dual: a fresh MongoDB database and a migrated MySQL in mode dual.
-        s_dual = bench.fresh_mysql()
-        s_dual.mongo.database = bench.mongo_db + "_dual"
-        cli(s_dual, "mode", "set", "dual")
-        dual_rate = ingest(s_dual, "control", args.messages)
-        # mysql-primary: a fresh pair of stores walked up to mysql-primary.
-        s_mp = bench.fresh_mysql()
-        s_mp.mongo.database = bench.mongo_db + "_mp"
-        for m in ("dual", "mysql-primary"):
-            cli(s_mp, "mode", "set", m)
-        mp_rate = ingest(s_mp, "control", args.messages)
-        # Lag at the demo's rate, per mode, each on fresh stores.
-        s_lm = bench.settings("unused")
-        s_lm.mongo.database = bench.mongo_db + "_lagm"
-        lag99["mongo"], lags["mongo"] = lag_p99(s_lm, "mongo", mysql_offsets=False)
-        for mode, suffix, rungs in (
-            ("dual", "_lagd", ("dual",)),
-            ("mysql_primary", "_lagp", ("dual", "mysql-primary")),
-        ):
-            s_l = bench.fresh_mysql()
-            s_l.mongo.database = bench.mongo_db + suffix
-            for m in rungs:
-                cli(s_l, "mode", "set", m)
-            lag99[mode], lags[mode] = lag_p99(s_l, "control", mysql_offsets=True)
+        f, lags = ingest_figures(bench, args.messages)
+        raw_rate, mongo_rate, dual_rate, mp_rate = (
+            f["raw"],
+            f["mongo"],
+            f["dual"],
+            f["mysql_primary"],
+        )
+        lag99 = {m: f[f"lag_{m}"] for m in ("mongo", "dual", "mysql_primary")}
         # Reads in mysql-primary: lazy-migration misses and hits (their own data).
         s_read = bench.fresh_mysql()
         s_read.mongo.database = bench.mongo_db

@@ -41,7 +41,7 @@ from lazyshift.core.guarded_write import (
     map_or_reject,
 )
 from lazyshift.core.mapping import Rows, document_to_rows, stored_form
-from lazyshift.core.mongo_store import ModeMirror, MongoStore
+from lazyshift.core.mongo_store import ModeMirror, MongoStore, MongoWrite, StreamLetter
 from lazyshift.core.mysql import MySQLInterfaceError, read_snapshot, run_in_transaction
 from lazyshift.core.mysql_store import DeadLetter, document_dead_letter, message_dead_letter
 
@@ -274,25 +274,19 @@ class Router:
         predicted = self.mongo.predict(docs)
         box: list[Any] = []
         mongo_half = threading.Thread(
-            target=_into, args=(box, self.mongo.apply_many, docs, self._still_current(epoch))
+            target=_into,
+            args=(box, self._dual_mongo_half, docs, list(predicted), self._still_current(epoch)),
         )
         mongo_half.start()
         try:
             early = self._early_mysql(epoch, [d for d in predicted.values() if d is not None])
         finally:
             mongo_half.join()  # never leave the gate with the MongoDB half in flight
-        results = box[0]
-        if isinstance(results, BaseException):
+        if isinstance(box[0], BaseException):
             if early:
                 self._finish(commit=False)
-            raise results
-        newest: dict[str, Document] = {}
-        for res in results:
-            if res.applied:
-                assert res.document is not None
-                newest[res.document["key"]] = res.document  # versions rise along a key
-        repeated = [k for k, d in predicted.items() if k not in newest]
-        olds = self.mongo.get_many(repeated) if repeated else {}
+            raise box[0]
+        results, newest, olds = box[0]
         if early and _same_copies(predicted, newest):
             try:
                 self._finish_early(epoch, list(olds.values()))
@@ -305,6 +299,24 @@ class Router:
             self._finish(commit=False)
         self._dual_mysql_write_many([*newest.values(), *olds.values()], epoch)
         return [res.applied for res in results]
+
+    def _dual_mongo_half(
+        self, docs: list[Document], keys: list[str], check: Callable[[], None]
+    ) -> tuple[list[MongoWrite], dict[str, Document], dict[str, Document]]:
+        """dual's MongoDB half of a batch (on its own thread, beside MySQL's): the write,
+        then each key's newest copy — the batch's last applied document, or for a key
+        whose every message was stale MongoDB's copy, read here, so that round trip too
+        overlaps MySQL's half (the longer one, profiled) instead of following it.
+        Returns (the write's results, newest applied per key, the stale keys' copies)."""
+        results = self.mongo.apply_many(docs, check)
+        newest: dict[str, Document] = {}
+        for res in results:
+            if res.applied:
+                assert res.document is not None
+                newest[res.document["key"]] = res.document  # versions rise along a key
+        repeated = [k for k in keys if k not in newest]
+        olds = self.mongo.get_many(repeated) if repeated else {}
+        return results, newest, olds
 
     def _early_mysql(self, epoch: int, docs: list[Document]) -> bool:
         """The MySQL half of a dual batch before MongoDB's answer, left uncommitted: True if
@@ -565,6 +577,22 @@ class Router:
             )
         return self._dead_letter_mysql(
             message_dead_letter("stream", raw, f"{category}: {reason}", seq, key)
+        )
+
+    def dead_letter_many(self, letters: list[StreamLetter]) -> None:
+        """`dead_letter` for several stream messages: one insert (MongoDB) or one
+        transaction (MySQL) for all of them."""
+        if not letters:
+            return
+        if self.mode not in MYSQL_WRITES:
+            self.mongo.dead_letter_many(letters)
+            return
+        rows = [
+            message_dead_letter("stream", x.raw, f"{x.category}: {x.reason}", x.seq, x.key)
+            for x in letters
+        ]
+        run_in_transaction(
+            self.writer_connection(), lambda cur: store.insert_dead_letters(cur, rows)
         )
 
     def _dead_letter_mysql(self, letter: DeadLetter) -> bool:

@@ -19,7 +19,13 @@ import pytest
 
 from dataset import key_for, make_doc
 from helpers import MockSource, expected_state, free_port, http_get, kill, poll, start_cli
-from lazyshift.client.consumer import Consumer, ConsumerOptions
+from lazyshift.client.consumer import (
+    BATCH_TARGET_DEEP_S,
+    BATCH_TARGET_S,
+    Consumer,
+    ConsumerOptions,
+    _Letter,
+)
 from lazyshift.client.follower import Follower
 from lazyshift.client.source import Partition
 from lazyshift.config import Settings
@@ -417,3 +423,46 @@ def test_dual_mysql_half_overlaps_and_never_differs_from_mongodb(migrated, route
         assert (truth["version"], truth["source_rev"]) == want[i], k
         assert stored[k] == stored_form(truth), k
     assert router.mongo.backlog_size() == 0
+
+
+@pytest.mark.parametrize("rungs", [(), ("dual", "mysql-primary")], ids=["mongo", "mysql-primary"])
+def test_a_batch_s_dead_letters_are_stored_together_and_once(migrated, router, rungs) -> None:
+    """The rejected frames of a batch go to the mode's store in one write; replayed after a
+    crash, they are not stored twice; the offset passes them once they are stored."""
+    _walk(migrated, *rungs)
+    consumer = _consumer(router)
+    letters = [
+        _Letter(f'{{"seq":{s},"bad'.encode(), s, "bad-json", "Expecting ',' delimiter", None)
+        for s in (5, 6, 7)
+    ]
+    letters.append(_Letter(b"\xff\xfe", None, "bad-encoding", "payload is not UTF-8", None))
+    doc = message(1, 1, source_seq=4)
+    for _ in range(2):  # the second time: a replay
+        consumer._batch = [(b'{"seq":4}', doc)]
+        consumer._letters = list(letters)
+        consumer.counters.received += 1 + len(letters)
+        consumer._flush_batch()
+    assert consumer.counters.dead_letter_categories == {"bad-json": 6, "bad-encoding": 2}
+    assert consumer._pending_offset == 7
+    if rungs:
+        stored = _dead_letters(migrated)
+        assert sorted(r for _, _, r in stored) == sorted(
+            f"{x.category}: {x.reason}" for x in letters
+        )
+    else:
+        stored = list(router.mongo.dead_letters.find({}, {"category": 1, "source_seq": 1}))
+        assert sorted((d["category"], d["source_seq"] or 0) for d in stored) == [
+            ("bad-encoding", 0),
+            ("bad-json", 5),
+            ("bad-json", 6),
+            ("bad-json", 7),
+        ]
+
+
+def test_batches_grow_past_the_live_target_only_while_the_source_is_far_ahead(router) -> None:
+    consumer = _consumer(router)
+    consumer._batch_max = 100
+    consumer._fit_batch(100, BATCH_TARGET_S, deep=False)
+    assert consumer._batch_max == 100  # on target
+    consumer._fit_batch(100, BATCH_TARGET_S, deep=True)
+    assert consumer._batch_max == int(100 * BATCH_TARGET_DEEP_S / BATCH_TARGET_S)

@@ -182,6 +182,39 @@ def _plan(
     return outcomes, new
 
 
+@dataclass(frozen=True)
+class StreamLetter:
+    """A stream message to dead-letter: its bytes, why, and what is known of it."""
+
+    reason: str
+    category: str
+    raw: bytes
+    seq: int | None
+    key: str | None = None
+
+
+def _letter_entry(
+    origin: str, reason: str, category: str, raw: bytes, seq: int | None, key: str | None
+) -> dict[str, Any]:
+    """A dead letter's document: `_id` is (origin, seq) — or the payload's hash without a
+    seq — so storing it again is a duplicate-key error, not a second letter."""
+    dedup = f"seq:{seq}" if seq is not None else "sha256:" + hashlib.sha256(raw).hexdigest()
+    try:
+        payload: dict[str, Any] = {"payload": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        payload = {"payload_b64": base64.b64encode(raw).decode()}
+    return {
+        "_id": f"{origin}:{dedup}",
+        "origin": origin,
+        "category": category,
+        "reason": reason,
+        "source_seq": seq,
+        "shipment_key": key,
+        "received_at": datetime.now(UTC),
+        **payload,
+    }
+
+
 class MongoStore:
     def __init__(
         self, client: pymongo.MongoClient, database: str, collection: str = SHIPMENTS
@@ -546,26 +579,29 @@ class MongoStore:
         key: str | None = None,
     ) -> bool:
         """Store a message that could not be applied. Idempotent per (origin, seq)."""
-        dedup = f"seq:{seq}" if seq is not None else "sha256:" + hashlib.sha256(raw).hexdigest()
-        try:
-            payload: dict[str, Any] = {"payload": raw.decode("utf-8")}
-        except UnicodeDecodeError:
-            payload = {"payload_b64": base64.b64encode(raw).decode()}
-        entry = {
-            "_id": f"{origin}:{dedup}",
-            "origin": origin,
-            "category": category,
-            "reason": reason,
-            "source_seq": seq,
-            "shipment_key": key,
-            "received_at": datetime.now(UTC),
-            **payload,
-        }
+        entry = _letter_entry(origin, reason, category, raw, seq, key)
         try:
             self.dead_letters.insert_one(entry)
         except DuplicateKeyError:
             return False
         return True
+
+    def dead_letter_many(self, letters: list[StreamLetter], origin: str = "stream") -> int:
+        """`dead_letter` for several messages in one unordered insert (a round trip each was
+        a fifth of an ingest's time at the source's 2 % of malformed messages); the ones
+        already stored (a replay) are skipped. Returns how many were new."""
+        if not letters:
+            return 0
+        entries = [
+            _letter_entry(origin, x.reason, x.category, x.raw, x.seq, x.key) for x in letters
+        ]
+        try:
+            return len(self.dead_letters.insert_many(entries, ordered=False).inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return int(exc.details.get("nInserted", len(entries) - len(errors)))
 
     # -- stream offsets ----------------------------------------------------------------------
     def load_offset(self, partition: str) -> int:
