@@ -68,9 +68,16 @@ class Sink(Protocol):
         self, *, reason: str, category: str, raw: bytes, seq: int | None, key: str | None
     ) -> bool: ...
 
+    def dead_letter_many(self, letters: list[StreamLetter]) -> None: ...  # one write for all
+
     def load_offset(self, partition: str) -> int: ...
 
     def save_offset(self, partition: str, seq: int) -> None: ...
+
+    # The store the next save_offset goes to: when it changes (a transition moved the
+    # offsets' home) the offset is saved again even if it did not advance.
+    @property
+    def offset_home(self) -> str: ...
 
     def idle(self) -> None: ...  # called between messages when the source is quiet
 
@@ -146,7 +153,7 @@ class Consumer:
                 self._stored_offset = self._pending_offset = max(
                     self._pending_offset, self.sink.load_offset(self._partition)
                 )
-                self._stored_home = getattr(self.sink, "offset_home", None)
+                self._stored_home = self.sink.offset_home
                 with SourceConnection(
                     self.opts.host, self.opts.port, self.opts.partition, self._stored_offset
                 ) as conn:
@@ -272,12 +279,10 @@ class Consumer:
         return bool(self._batch or self._letters)
 
     def _reset_sink(self) -> None:
-        reset = getattr(self.sink, "reset", None)
-        if reset is not None:
-            try:
-                reset()
-            except Exception as exc:  # noqa: BLE001 - dropping a broken connection may fail
-                logs.event("sink.reset_failed", error=str(exc))
+        try:
+            self.sink.reset()
+        except Exception as exc:  # noqa: BLE001 - dropping a broken connection may fail
+            logs.event("sink.reset_failed", error=str(exc))
 
     def _write_one(self, raw: bytes, doc: Document) -> None:
         try:
@@ -371,15 +376,14 @@ class Consumer:
 
     def _reject_many(self, letters: list[_Letter]) -> None:
         """`_reject` for the rejected frames of a batch, stored together (one round trip,
-        not one each) where the sink can; if the store refuses them together, one by one
-        (each with `_dead_letter`'s fallback)."""
-        many = getattr(self.sink, "dead_letter_many", None)
-        if many is None or len(letters) < 2:
+        not one each); if the store refuses them together, one by one (each with
+        `_dead_letter`'s fallback)."""
+        if len(letters) < 2:
             for x in letters:
                 self._reject(x.raw, x.seq, x.category, x.reason, key=x.key)
             return
         try:
-            many(
+            self.sink.dead_letter_many(
                 [
                     StreamLetter(
                         printable(x.reason),
@@ -446,7 +450,7 @@ class Consumer:
                 raise
             # On the way out: what was in hand is replayed by the next run.
             logs.event("batch.not_written", error=f"{type(exc).__name__}: {exc}"[:300])
-        home = getattr(self.sink, "offset_home", None)
+        home = self.sink.offset_home
         moved = home != self._stored_home and self._pending_offset > 0
         if self._pending_offset > self._stored_offset or moved:
             try:
