@@ -440,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.mongo_db = "lzbench_modes"
     load_before = os.getloadavg()
     extra_dbs = [bench.mongo_db + x for x in (*INGEST_DBS, "_tr")]
+    # ... and before: a run killed before its cleanup leaves its mode mirror behind, and a
+    # fresh MySQL control row then refuses the transitions as behind that mirror.
+    for db in (bench.mongo_db, *extra_dbs):
+        connect(bench.settings("x").mongo.uri).drop_database(db)
     try:
         f, lags = ingest_figures(bench, args.messages)
         raw_rate, mongo_rate, dual_rate, mp_rate = (
