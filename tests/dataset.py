@@ -116,3 +116,14 @@ def load_mongo(collection: Any, n: int, seed: int = 0, batch: int = 1000, start:
         collection.insert_many(buf, ordered=False)
         done += len(buf)
     return done
+
+
+def write_mysql(conn: Any, docs: list[dict[str, Any]]) -> None:
+    """`docs` into MySQL through the version-guarded batch write, in one transaction."""
+    from lazyshift.core.guarded_write import apply_batch
+
+    conn.start_transaction()
+    cur = conn.cursor()
+    apply_batch(cur, docs)
+    cur.close()
+    conn.commit()

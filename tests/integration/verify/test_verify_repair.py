@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from dataset import key_for, load_mongo, make_doc
+from dataset import key_for, make_doc, write_mysql
 from helpers import run_cli
 from lazyshift import verify
-from lazyshift.core.guarded_write import apply_batch
 
 N = 300
 
@@ -21,22 +20,6 @@ def sql(conn, statement: str, params: tuple = ()) -> list[tuple]:
     out = cur.fetchall() if cur.with_rows else []
     cur.close()
     return out
-
-
-def write_mysql(conn, docs) -> None:
-    conn.start_transaction()
-    cur = conn.cursor()
-    apply_batch(cur, docs)
-    cur.close()
-    conn.commit()
-
-
-@pytest.fixture
-def synced(migrated, collection, app_conn):
-    """N documents in MongoDB and the same in MySQL."""
-    load_mongo(collection, N)
-    write_mysql(app_conn, [make_doc(i) for i in range(N)])
-    return migrated
 
 
 def item_key(conn) -> str:

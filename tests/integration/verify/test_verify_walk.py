@@ -9,27 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from dataset import key_for, load_mongo, make_doc
+from dataset import key_for, make_doc, write_mysql
 from lazyshift import verify
-from lazyshift.core.guarded_write import apply_batch
 from lazyshift.errors import ProblemFound
 
 N = 256  # a multiple of the chunk sizes below: the walk ends on a full chunk
-
-
-def write_mysql(conn, docs) -> None:
-    conn.start_transaction()
-    cur = conn.cursor()
-    apply_batch(cur, docs)
-    cur.close()
-    conn.commit()
-
-
-@pytest.fixture
-def synced(migrated, collection, app_conn):
-    load_mongo(collection, N)
-    write_mysql(app_conn, [make_doc(i) for i in range(N)])
-    return migrated
 
 
 def _after_last_key(n: int) -> dict:
