@@ -177,6 +177,8 @@ def _comm(pid: int) -> str:
     except OSError:
         return "?"
     text = " ".join(args)
+    if "resource_tracker" in text:  # multiprocessing's own helper, not a backfill worker
+        return "mp-tracker"
     if "spawn_main" in text or "multiprocessing" in text:
         return "worker"
     return Path(args[0]).name if args and args[0] else "?"

@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lazyshift.backfill.plan import boundaries
-from lazyshift.backfill.worker import ReadAhead
 from lazyshift.config import Settings
 from lazyshift.core import document, mapping
 from lazyshift.core import mysql_store as store
@@ -40,6 +39,7 @@ from lazyshift.core.document import Document, InvalidDocument
 from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter, redact_uri
 from lazyshift.core.mysql import connect, read_snapshot, run_in_transaction
 from lazyshift.errors import ProblemFound, UsageError
+from lazyshift.read_ahead import ReadAhead
 
 KINDS = ("missing", "extra", "different", "stale", "newer")
 EXPECTED_UNDER_MYSQL_TRUTH = frozenset({"extra", "newer"})
@@ -528,14 +528,16 @@ class _Verifier:
         self, mysql: MySQLSide, after: str | None, upper_key: str | None, chunk_size: int
     ) -> None:
         """Compare the keys in (after, upper_key] chunk by chunk. Both sides are read one
-        batch ahead in threads (the backfill's ReadAhead): the source's server produces the
+        batch ahead in threads (ReadAhead): the source's server produces the
         next chunk and MySQL the next rows while this thread checksums and compares; without
         it a walk waited on FerretDB for 57-60% of its time (py-spy)."""
         # One unbounded walk reads the source sorted as a whole (an archive reads no other way).
         whole = after is None and upper_key is None
         src_iter = self.source.iter_sorted() if whole else self.source.iter_range(after, upper_key)
-        src_ahead = ReadAhead(src_iter, chunk_size)
-        my_ahead = ReadAhead(mysql.iter_sorted(after, upper_key), MYSQL_BATCH)
+        src_ahead = ReadAhead(src_iter, chunk_size, name="verify-read-source")
+        my_ahead = ReadAhead(
+            mysql.iter_sorted(after, upper_key), MYSQL_BATCH, name="verify-read-mysql"
+        )
         try:
             rows = (d for batch in my_ahead for d in batch)
             self._walk_chunks(iter(src_ahead), rows, mysql, chunk_size)

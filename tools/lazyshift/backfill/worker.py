@@ -26,7 +26,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import queue
 import resource
 import signal
 import socket
@@ -47,6 +46,7 @@ from lazyshift.core.guarded_write import apply_batch, map_or_reject
 from lazyshift.core.mongo_store import MongoStore, collection_count, key_filter
 from lazyshift.core.mysql import connect, run_in_transaction
 from lazyshift.core.mysql_store import document_dead_letter
+from lazyshift.read_ahead import ReadAhead
 
 PAUSE_POLL_S = 0.25
 IDLE_POLL_S = 0.5
@@ -63,9 +63,6 @@ class Partition:
     kind: str
     upper: str | None
     checkpoint: str | None
-
-
-_END = object()
 
 
 @dataclass
@@ -94,61 +91,6 @@ class Timings:
             "write_s": round(self.write, 3),
             "other_s": round(self.other, 3),
         }
-
-
-class ReadAhead:
-    """Reads a MongoDB cursor one batch ahead in a thread, so the server's scan (FerretDB
-    decodes every document it scans) overlaps with mapping and the MySQL transaction.
-
-    At most `depth` batches wait in memory, so the backfill's memory stays flat whatever
-    the collection's size. Batches read but not committed when a worker stops or a cursor
-    fails are simply dropped: the checkpoint says where the next cursor starts.
-    """
-
-    def __init__(self, docs: Iterator[dict[str, Any]], batch_size: int, depth: int = 2) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._read, args=(docs, batch_size), name="backfill-read-ahead", daemon=True
-        )
-        self._thread.start()
-
-    def _read(self, docs: Iterator[dict[str, Any]], batch_size: int) -> None:
-        try:
-            batch: list[dict[str, Any]] = []
-            for doc in docs:
-                batch.append(doc)
-                if len(batch) >= batch_size:
-                    self._put(batch)
-                    batch = []
-                if self._stop.is_set():
-                    return
-            if batch:
-                self._put(batch)
-            self._put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
-            self._put(exc)
-
-    def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 STALL_LEASES = 20
@@ -385,7 +327,7 @@ class Worker:
         while not self.stop:
             try:
                 self.wait_if_needed(part)
-                ahead = ReadAhead(self._cursor(part), batch_size)
+                ahead = ReadAhead(self._cursor(part), batch_size, name="backfill-read-ahead")
                 try:
                     batches = iter(ahead)
                     while True:

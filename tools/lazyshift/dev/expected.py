@@ -27,13 +27,21 @@ GENERATION_FLAGS = (
 
 
 def generation_args(args: list[str]) -> list[str]:
-    """Keep only the flags that shape the log (drop --rate, --port, ...)."""
+    """Keep only the flags that shape the log (drop --rate, --port, ...).
+
+    Only the generation flags are known to take a value, so the list is walked one item at a
+    time: a boolean flag (`--clock-from-subscribe`) anywhere in `args` shifts nothing."""
     out: list[str] = []
-    it = iter(args)
-    for flag in it:
-        value = next(it, None)
-        if flag in GENERATION_FLAGS and value is not None:
-            out += [flag, value]
+    at = 0
+    while at < len(args):
+        flag, _, inline = args[at].partition("=")
+        if flag in GENERATION_FLAGS:
+            if inline:
+                out += [flag, inline]
+            elif at + 1 < len(args):
+                out += [flag, args[at + 1]]
+                at += 1
+        at += 1
     return out
 
 
