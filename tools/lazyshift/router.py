@@ -800,7 +800,8 @@ class Router:
             self.metrics.reads.labels(mode, "mongo", "miss").inc()
             return ReadResult(None, mode, "mongo")
         try:
-            if guarded_write(conn, old, epoch=st.epoch):
+            # absent from the snapshot just read: the one-round-trip insert is tried first
+            if guarded_write(conn, old, epoch=st.epoch, expect_absent=True):
                 self.metrics.lazy.labels("read").inc()
         except Fenced:
             pass  # a transition is draining: answer from MongoDB now, migrate on a later read

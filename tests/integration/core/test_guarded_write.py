@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from helpers import poll
 from lazyshift.config import MySQLSettings
 from lazyshift.core import mysql as db
 from lazyshift.core.document import InvalidDocument
@@ -237,6 +238,149 @@ def test_epoch_bump_waits_for_inflight_write(conn, connect):
     conn.rollback()
 
 
+# -- the one-round-trip insert of a key expected absent (the lazy-read miss) -----------------
+
+
+def bare_doc(key: str, version: int) -> dict:
+    """A document without child rows: nothing after the root insert could fail."""
+    doc = version_doc(key, version, n_items=0)
+    doc["events"] = []
+    doc["sender"] = doc["recipient"] = None
+    return doc
+
+
+def round_trips(conn) -> list[int]:
+    """Counts the queries `conn` sends from now on (each multi-statement script is one)."""
+    sent = [0]
+    send = conn.cmd_query
+
+    def counting(*args, **kwargs):
+        sent[0] += 1
+        return send(*args, **kwargs)
+
+    conn.cmd_query = counting
+    return sent
+
+
+def test_an_absent_key_is_inserted_in_one_round_trip(conn):
+    set_control(conn, epoch=3)
+    sent = round_trips(conn)
+    assert guarded_write(conn, version_doc("k:o", 2, n_items=3), epoch=3, expect_absent=True)
+    assert sent[0] == 1
+    assert stored(conn, "k:o") == version_doc("k:o", 2, n_items=3)
+    assert bookkeeping(conn, "k:o") == (2, 1, None)
+    sent[0] = 0
+    assert guarded_write(conn, bare_doc("k:o2", 1), expect_absent=True, written_epoch=3)
+    assert sent[0] == 1
+    assert stored(conn, "k:o2") == bare_doc("k:o2", 1)
+    assert bookkeeping(conn, "k:o2") == (1, 1, 3)
+
+
+@pytest.mark.parametrize("children", [True, False], ids=["children", "bare"])
+def test_expected_absent_but_fenced_writes_nothing(conn, connect, children):
+    admin = connect()
+    make = (lambda k, v: version_doc(k, v, n_items=2)) if children else bare_doc
+    set_control(admin, epoch=2, mode="mysql-primary")
+    with pytest.raises(Fenced) as info:
+        guarded_write(conn, make("k:fa", 1), epoch=1, expect_absent=True)
+    assert (info.value.epoch, info.value.current_epoch) == (1, 2)
+    assert stored(conn, "k:fa") is None
+    set_control(admin, state="draining", target_mode="mysql")
+    with pytest.raises(Fenced, match="draining"):
+        guarded_write(conn, make("k:fa", 1), epoch=2, expect_absent=True)
+    assert stored(conn, "k:fa") is None
+    assert not conn.in_transaction  # nothing left open on the reader's connection
+    set_control(admin, state="stable", target_mode=None)
+    assert guarded_write(conn, make("k:fa", 1), epoch=2, expect_absent=True) is True
+    assert stored(conn, "k:fa") == make("k:fa", 1)
+
+
+def test_expected_absent_without_a_control_row_is_fenced(conn):
+    cur = conn.cursor()
+    cur.execute("DELETE FROM lazyshift_control WHERE id = 1")
+    conn.commit()
+    with pytest.raises(Fenced, match="no control row"):
+        guarded_write(conn, bare_doc("k:nc", 1), epoch=1, expect_absent=True)
+    assert stored(conn, "k:nc") is None
+
+
+def test_expected_absent_but_stored_meanwhile_applies_the_guard(conn, connect):
+    """The key was stored after the caller saw it absent: a newer stored copy stays whole
+    (no children appended to it, even when the write is also fenced), an older one is
+    replaced with its children."""
+    other = connect()
+    assert guarded_write(other, bare_doc("k:sm", 5))  # no child rows a new one could hit
+    assert guarded_write(conn, version_doc("k:sm", 3, n_items=1), expect_absent=True) is False
+    assert guarded_write(conn, version_doc("k:sm", 5, n_items=1), expect_absent=True) is False
+    assert stored(conn, "k:sm") == bare_doc("k:sm", 5)
+    set_control(other, epoch=2)
+    with pytest.raises(Fenced):
+        guarded_write(conn, version_doc("k:sm", 9, n_items=2), epoch=1, expect_absent=True)
+    assert stored(conn, "k:sm") == bare_doc("k:sm", 5)
+    assert child_counts(conn, "k:sm") == (0, 0, 0)
+    assert guarded_write(conn, version_doc("k:sm", 7, n_items=2), epoch=2, expect_absent=True)
+    assert stored(conn, "k:sm") == version_doc("k:sm", 7, n_items=2)
+    assert bookkeeping(conn, "k:sm")[:2] == (7, 2)
+
+
+def running(mysql_root) -> list[str]:
+    """The statements other connections are running right now (the processlist)."""
+    mysql_root.commit()
+    cur = mysql_root.cursor()
+    cur.execute(
+        "SELECT COALESCE(info, '') FROM information_schema.PROCESSLIST "
+        "WHERE command = 'Query' AND id <> CONNECTION_ID()"
+    )
+    out = [r[0] for r in cur.fetchall()]
+    cur.close()
+    return out
+
+
+def test_a_transition_waits_for_the_one_round_trip_insert(conn, connect, mysql_root):
+    """The insert share-locks the control row before it writes, held to its COMMIT: a
+    transition that comes while it is in flight waits, and the write commits in its epoch."""
+    admin, blocker = connect(), connect()
+    # Another transaction inserts the key and holds its row lock: our insert stops at the
+    # root row, inside the script, after the fence's share lock.
+    apply_batch(blocker.cursor(), [version_doc("k:h", 1)])
+    outcome: dict[str, object] = {}
+
+    def run(name, fn) -> threading.Thread:
+        def target() -> None:
+            try:
+                outcome[name] = fn()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                outcome[name] = exc
+
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        return t
+
+    try:
+        write = run(
+            "write",
+            lambda: guarded_write(conn, version_doc("k:h", 4), epoch=1, expect_absent=True),
+        )
+        poll(
+            lambda: any(q.startswith("INSERT INTO shipment") for q in running(mysql_root)),
+            "the insert to wait on the row lock",
+        )
+        bump = run("bump", lambda: set_control(admin, epoch=2))
+        poll(
+            lambda: any("UPDATE lazyshift_control" in q for q in running(mysql_root)),
+            "the transition to wait on the share lock",
+        )
+        assert write.is_alive() and bump.is_alive(), outcome
+    finally:
+        blocker.rollback()  # the key is absent again: the insert goes on and commits
+    write.join(30)
+    bump.join(30)
+    assert outcome == {"write": True, "bump": None}
+    assert stored(conn, "k:h") == version_doc("k:h", 4)
+    with pytest.raises(Fenced):  # and the transition has happened since
+        guarded_write(conn, version_doc("k:h2", 1), epoch=1, expect_absent=True)
+
+
 # -- concurrency -------------------------------------------------------------------------------
 
 
@@ -301,9 +445,11 @@ def test_concurrent_processes_end_at_max_version(migrated, conn):
     _check_final(conn, keys, jobs)
 
 
+@pytest.mark.parametrize("expect_absent", [False, True], ids=["two-trips", "one-trip"])
 @pytest.mark.parametrize("isolation", [None, "READ COMMITTED"])
-def test_concurrent_first_inserts_of_same_key(migrated, conn, isolation):
-    """Many writers insert the same new key at the same instant: no errors, max version wins."""
+def test_concurrent_first_inserts_of_same_key(migrated, conn, isolation, expect_absent):
+    """Many writers insert the same new key at the same instant: no errors, max version wins
+    (also when each expects the key absent and tries the one-round-trip insert first)."""
     for round_ in range(5):
         key = f"new:{round_}"
         n = 8
@@ -316,7 +462,9 @@ def test_concurrent_first_inserts_of_same_key(migrated, conn, isolation):
                 c.cursor().execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
             try:
                 barrier.wait()
-                return guarded_write(c, version_doc(key, v, n_items=v % 5))
+                return guarded_write(
+                    c, version_doc(key, v, n_items=v % 5), expect_absent=expect_absent
+                )
             finally:
                 c.close()
 

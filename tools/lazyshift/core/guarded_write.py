@@ -367,6 +367,7 @@ def guarded_write(
     epoch: int | None = None,
     written_epoch: int | None = None,
     retry: Retrying | None = None,
+    expect_absent: bool = False,
 ) -> bool:
     """Write one document in its own transaction, retrying deadlocks, lock-wait timeouts and
     lost connections (reconnecting). True if it was applied, False if the stored version was
@@ -377,6 +378,9 @@ def guarded_write(
 
     Two round trips (`_write_one`) where `apply_batch` in `run_in_transaction` takes about
     thirteen: this is the lazy-migration miss of the read API, which waits for it.
+    `expect_absent`: the caller has just seen the key absent from MySQL (that miss), so the
+    write first tries the one-round-trip insert of a new key (`_insert_new`); a key stored
+    meanwhile, or a fence miss, falls back to the two round trips, which decide as always.
     """
     rows = doc if isinstance(doc, Rows) else document_to_rows(doc)
     if sql_literals(conn, ()) is None:  # a connector without literal conversion
@@ -386,6 +390,16 @@ def guarded_write(
             retry=retry,
         )
         return bool(result.applied_keys)
+    if expect_absent:
+        try:
+            return run_in_transaction(
+                conn,
+                lambda _cursor: _insert_new(conn, rows, epoch, written_epoch),
+                retry=retry,
+                fn_begins_and_commits=True,
+            )
+        except _NotInserted:
+            pass  # rolled back, nothing written: `_write_one` finds out why, and acts on it
     return run_in_transaction(
         conn,
         lambda _cursor: _write_one(conn, rows, epoch, written_epoch),
@@ -458,5 +472,76 @@ def _write_one(
     except MySQLError as exc:
         if stored is None and exc.errno == DUPLICATE_KEY:
             raise RetryableConflict(f"{rows.key}: a concurrent first insert won") from exc
+        raise
+    return True
+
+
+class _NotInserted(Exception):
+    """`_insert_new` met a duplicate key: the key is stored, or the fence does not hold."""
+
+
+def _fence_holds(epoch: int) -> bytes:
+    """SQL true while the control row says `epoch`, stable (what `_check_control` accepts)."""
+    return (
+        f"EXISTS (SELECT 1 FROM lazyshift_control WHERE id = 1 AND epoch = {int(epoch)} "
+        "AND state = 'stable')"
+    ).encode()
+
+
+def _insert_new(
+    conn: MySQLConnectionAbstract,
+    rows: Rows,
+    epoch: int | None,
+    written_epoch: int | None,
+) -> bool:
+    """`_write_one` of a key expected to be absent, in ONE round trip, committed by its last
+    statement. Every statement must succeed for that COMMIT to run (the server stops at the
+    first one that fails), and each one that could let a wrong write through fails instead:
+
+    1. START TRANSACTION, the control row share-locked (held to commit: a transition that
+       would move the epoch waits for us, as in `check_epoch`);
+    2. a plain INSERT of the root row: a stored key (whatever its version, however recently
+       written) fails it with a duplicate key, so nothing stored is ever overwritten here;
+    3. the fence: unless the control row, locked by 1, says `epoch` and stable (and exists),
+       the root row just inserted is inserted once more, which fails with a duplicate key.
+       (A conditional root insert alone, INSERT ... SELECT ... WHERE <fence>, would insert
+       nothing when fenced, and the children would then attach to a row stored meanwhile.)
+    4. the children (none to delete: the root row is new, they need it, a foreign key);
+    5. COMMIT.
+
+    A duplicate key (2 or 3) raises _NotInserted, rolled back by the caller; the two-round-
+    trip write then reads the stored pair and the fence, applies the guard or raises Fenced.
+    """
+    prepare = conn.prepare_for_mysql  # type: ignore[attr-defined]
+    columns = ", ".join(_ROOT_INSERT_COLUMNS)
+    script = [b"START TRANSACTION"]
+    if epoch is not None:
+        script.append(CONTROL_LOCK.encode())
+    script += _insert_statements(
+        prepare,
+        f"INSERT INTO shipment ({columns})",
+        [(*_ROOT_VALUES(rows.root), written_epoch)],
+        row_extra=", UTC_TIMESTAMP(6), 1",
+    )
+    if epoch is not None:
+        script.append(
+            f"INSERT INTO shipment ({columns}) SELECT {columns} FROM shipment "
+            "WHERE shipment_key = ".encode()
+            + prepare((rows.key,))[0]
+            + b" AND NOT "
+            + _fence_holds(epoch)
+        )
+    for table, columns_of, attr, values_of in _CHILDREN:
+        script += _insert_statements(
+            prepare,
+            f"INSERT INTO {table} ({', '.join(columns_of)})",
+            [values_of(child) for child in getattr(rows, attr)],
+        )
+    script.append(b"COMMIT")
+    try:
+        execute_script(conn, script)
+    except MySQLError as exc:
+        if exc.errno == DUPLICATE_KEY:
+            raise _NotInserted(rows.key) from exc
         raise
     return True
