@@ -225,8 +225,11 @@ def test_pause_and_resume_are_obeyed(migrated, collection, app_conn):
         "1",
         "--partitions",
         "2",
+        # 20 s of work at this rate: the pause command (a CLI start, slow on a loaded box)
+        # must arrive while the backfill still runs (at 300/s it took 4 s and lost the race
+        # at load 15).
         "--max-rate",
-        "300",
+        "60",
         "--batch-size",
         "20",
         settings=migrated,
