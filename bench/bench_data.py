@@ -452,6 +452,7 @@ GOALS = (
     ("verify_vs_backfill_2w", "verify_docs_per_s", "backfill_2w_docs_per_s", ">=", 1.0),
     ("backfill_rss_1m_vs_100k", "backfill_peak_rss_mb_1m", "backfill_peak_rss_mb_100k", "<=", 1.1),
     ("ferretdb_rss_1m_vs_100k", "ferretdb_peak_rss_mb_1m", "ferretdb_peak_rss_mb_100k", "<=", 1.1),
+    ("verify_rss_1m_vs_100k", "verify_peak_rss_mb_1m", "verify_peak_rss_mb_100k", "<=", 1.1),
 )
 # Two measurements ran under "very different load" when their mean 1-minute load averages
 # differ by more than this factor and by more than one runnable process.

@@ -20,6 +20,7 @@ differences. Dead-lettered documents are counted, never differences.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -44,6 +45,14 @@ from lazyshift.read_ahead import ReadAhead
 KINDS = ("missing", "extra", "different", "stale", "newer")
 EXPECTED_UNDER_MYSQL_TRUTH = frozenset({"extra", "newer"})
 MYSQL_BATCH = 500
+# Documents per read of the walk (the source cursor's batch, each read-ahead's batch and the
+# MySQL keyset page), smaller than a chunk: what a walker holds beyond the chunks it compares
+# is at most depth + 2 reads per side (queued, in the reader's hand, being consumed) plus the
+# cursor's batch, ~1,250 + 1,000 documents. Reads of whole chunks (1,000 documents, ~10 MB as
+# Python objects) let a walker hold ~6,500 beyond its chunks, and with four walkers the peak
+# RSS grew with the run's length (100k 167 MB, 1M 196 MB): nothing accumulated, but a longer
+# run more often found every walker's queues full at once.
+READ_BATCH = 250
 # Range walks in parallel (threads): enough for FerretDB to use every core of a small host.
 PARALLEL = max(2, min(4, os.cpu_count() or 2))
 # Ranges per walking thread, taken from one queue: split points interpolated between the two
@@ -262,7 +271,7 @@ class MongoSource(Source):
     def iter_range(self, after: str | None, upper: str | None) -> Iterator[Document]:
         # ONE cursor per range, answered in order from the _id index by the patched FerretDB
         # (tools/bootstrap/ferretdb.sh): no sort of the collection, flat memory.
-        yield from self.coll.find(key_filter(after, upper)).sort("_id", 1).batch_size(1000)
+        yield from self.coll.find(key_filter(after, upper)).sort("_id", 1).batch_size(READ_BATCH)
 
     def ranges(self, n: int) -> list[tuple[str | None, str | None]]:
         # Split points interpolated between the two ends, as the backfill plans: no scan.
@@ -313,7 +322,7 @@ class MySQLSide:
         cur = self.walk.cursor()
         try:
             yield from store.iter_documents(
-                cur, after_key=after, upper_key=upper, batch_size=MYSQL_BATCH
+                cur, after_key=after, upper_key=upper, batch_size=READ_BATCH
             )
         finally:
             cur.close()
@@ -527,20 +536,24 @@ class _Verifier:
     def _walk(
         self, mysql: MySQLSide, after: str | None, upper_key: str | None, chunk_size: int
     ) -> None:
-        """Compare the keys in (after, upper_key] chunk by chunk. Both sides are read one
-        batch ahead in threads (ReadAhead): the source's server produces the
-        next chunk and MySQL the next rows while this thread checksums and compares; without
-        it a walk waited on FerretDB for 57-60% of its time (py-spy)."""
+        """Compare the keys in (after, upper_key] chunk by chunk. Both sides are read ahead
+        in threads (ReadAhead) in READ_BATCH reads: the source's server produces the next
+        documents and MySQL the next rows while this thread checksums and compares; without
+        it a walk waited on FerretDB for 57-60% of its time (py-spy). The reads are regrouped
+        into chunks here, so chunks do not depend on the read size."""
         # One unbounded walk reads the source sorted as a whole (an archive reads no other way).
         whole = after is None and upper_key is None
         src_iter = self.source.iter_sorted() if whole else self.source.iter_range(after, upper_key)
-        src_ahead = ReadAhead(src_iter, chunk_size, name="verify-read-source")
+        src_ahead = ReadAhead(src_iter, READ_BATCH, name="verify-read-source")
         my_ahead = ReadAhead(
-            mysql.iter_sorted(after, upper_key), MYSQL_BATCH, name="verify-read-mysql"
+            mysql.iter_sorted(after, upper_key), READ_BATCH, name="verify-read-mysql"
         )
         try:
+            docs = (d for batch in src_ahead for d in batch)
+            # Endless (empty lists after the end): _walk_chunks stops at the first short one.
+            chunks = (list(itertools.islice(docs, chunk_size)) for _ in itertools.count())
             rows = (d for batch in my_ahead for d in batch)
-            self._walk_chunks(iter(src_ahead), rows, mysql, chunk_size)
+            self._walk_chunks(chunks, rows, mysql, chunk_size)
         finally:
             src_ahead.close()
             my_ahead.close()

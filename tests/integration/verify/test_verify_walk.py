@@ -110,6 +110,19 @@ class ListSource(verify.Source):
         return next((d for d in self.docs if d["_id"] == key), None)
 
 
+class CountingListSource(ListSource):
+    """A ListSource counting the documents read so far."""
+
+    def __init__(self, docs: list[dict]) -> None:
+        super().__init__(docs)
+        self.read = 0
+
+    def iter_sorted(self) -> Iterator[dict]:
+        for doc in super().iter_sorted():
+            self.read += 1
+            yield doc
+
+
 def _walk(settings, source: verify.Source) -> verify.Report:
     mysql = verify.MySQLSide(settings)
     try:
@@ -137,3 +150,53 @@ def test_a_list_source_in_sync_matches(synced):
     docs = [make_doc(i) for i in sorted(range(N), key=lambda i: key_for(i).encode())]
     report = _walk(synced, ListSource(docs))
     assert report.findings == [] and report.counts["source_docs"] == N
+
+
+class CountingMySQL(verify.MySQLSide):
+    """MySQL's walk, counting the rows read so far."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.read = 0
+
+    def iter_sorted(self, after=None, upper=None) -> Iterator[dict]:
+        for doc in super().iter_sorted(after, upper):
+            self.read += 1
+            yield doc
+
+
+def test_a_walker_reads_a_bounded_number_of_documents_ahead(synced, monkeypatch):
+    """Memory per walker is bounded by the read size, not by the chunk size: when a chunk is
+    compared, neither side has read more than depth + 2 reads beyond it. (Reads of whole
+    chunks read up to three chunks ahead; the peak RSS then grew with the run's length.)"""
+    monkeypatch.setattr(verify, "READ_BATCH", 8)
+    depth = 2  # ReadAhead's default
+    docs = [make_doc(i) for i in sorted(range(N), key=lambda i: key_for(i).encode())]
+    counting = CountingListSource(docs)
+    mysql = CountingMySQL(synced)
+    ahead: list[tuple[int, int]] = []
+    compare = verify._Verifier.compare_chunk
+
+    def spy(self, src_chunk, my_chunk, side=None):
+        c = self.report.counts
+        ahead.append(
+            (
+                counting.read - (c["source_docs"] + len(src_chunk)),
+                mysql.read - (c["mysql_rows"] + len(my_chunk)),
+            )
+        )
+        return compare(self, src_chunk, my_chunk, side)
+
+    try:
+        report = verify.Report(source="list", truth="mongo", mode="full")
+        checker = verify._Verifier(counting, mysql, "mongo", report, live=False)
+        checker.compare_chunk = spy.__get__(checker)  # type: ignore[method-assign]
+        checker.full(chunk_size=64, parallel=1)
+    finally:
+        mysql.close()
+    assert report.findings == [] and report.counts["chunks"] == len(ahead) == N // 64
+    # queued + in the reader's hand + the rest of the read being consumed (MySQL: with the
+    # row held for the next chunk); reads of whole chunks were up to 3 chunks (192) ahead
+    bound = (depth + 2) * 8
+    assert max(src for src, _ in ahead) <= bound
+    assert max(mine for _, mine in ahead) <= bound
