@@ -417,8 +417,8 @@ def guarded_write(
     After a connection lost during COMMIT the retry may find its own write already there
     and report False: the write is idempotent, only the answer is conservative.
 
-    Two round trips (`_write_one`) where `apply_batch` in `run_in_transaction` takes about
-    thirteen: this is the lazy-migration miss of the read API, which waits for it.
+    Two round trips (`_write_one`) where `apply_batch` in `run_in_transaction` takes seven
+    or more: this is the lazy-migration miss of the read API, which waits for it.
     `expect_absent`: the caller has just seen the key absent from MySQL (that miss), so the
     write first tries the one-round-trip insert of a new key (`_insert_new`); a key stored
     meanwhile, or a fence miss, falls back to the two round trips, which decide as always.
