@@ -159,3 +159,36 @@ def test_broken_generated_documents_never_take_the_fast_path(doc, name) -> None:
         return  # the path is not in this document (no items, no recipient address, ...)
     if mapping.plainly_valid(doc):
         assert _accepted_by_check(doc), name
+
+
+_JSON_ANY = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),  # beyond 64 bits too
+        st.floats(),  # NaN and infinities too
+        st.text(max_size=8),
+        st.text(alphabet=st.characters(codec="ascii"), max_size=8),
+        st.datetimes(),
+        st.binary(max_size=4),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), children, max_size=3),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_ANY)
+def test_extra_the_fast_path_accepts_the_check_accepts(extra) -> None:
+    if mapping._json_ok(extra):
+        assert mapping._check_json("extra", extra) is None
+
+
+@pytest.mark.parametrize("levels", [30, 31, 32])
+def test_extra_nesting_at_the_limit(levels) -> None:
+    """MariaDB refuses 32 levels: both judges draw the line at the same depth."""
+    assert mapping._json_ok(_nest(levels)) == (mapping._check_json("extra", _nest(levels)) is None)
+    assert mapping._json_ok(_nest(levels)) == (levels <= mapping.JSON_MAX_DEPTH)

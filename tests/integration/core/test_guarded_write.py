@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from helpers import poll
 from lazyshift.config import MySQLSettings
+from lazyshift.core import guarded_write as gw
 from lazyshift.core import mysql as db
 from lazyshift.core.document import InvalidDocument
 from lazyshift.core.guarded_write import (
@@ -586,3 +587,126 @@ def test_both_statement_builders_store_the_same_document(conn, plain):
     assert [i["sku"] for i in back["items"]] == [i["sku"] for i in doc["items"]]
     assert back["items"][5]["description"] == "😀\t\n"
     assert back["items"][3]["weight_kg"] == doc["items"][3]["weight_kg"]
+
+
+# -- keys absent when locked: a plain INSERT, and its fallback under READ COMMITTED ------------
+
+
+def counts_of(doc: dict) -> tuple[int, int, int]:
+    parties = sum(doc[role] is not None for role in ("sender", "recipient"))
+    return parties, len(doc["items"]), len(doc["events"])
+
+
+def session_counts(cur) -> dict[str, int]:
+    cur.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Com_delete', 'Com_select')")
+    return {name: int(value) for name, value in cur.fetchall()}
+
+
+def test_absent_keys_take_no_child_delete_and_no_reread(conn):
+    """A batch of new keys: one locking read, then inserts only; a key already stored (and
+    older) in the same batch gets its children deleted and replaced as before."""
+    guarded_write(conn, version_doc("k:m1", 1, n_items=4))
+    cur = conn.cursor()
+    before = session_counts(cur)
+    result = apply_batch(cur, [version_doc(f"k:n{i}", 1, n_items=i % 3) for i in range(5)])
+    conn.commit()
+    after = session_counts(cur)
+    assert result.applied_keys == [f"k:n{i}" for i in range(5)]
+    assert after["Com_select"] - before["Com_select"] == 1  # the locking read only
+    assert after["Com_delete"] == before["Com_delete"]
+    mixed = [version_doc("k:m1", 2, n_items=1), version_doc("k:n9", 3, n_items=2)]
+    mixed.append(version_doc("k:n0", 1, n_items=2))  # stored and equal: skipped
+    before = session_counts(cur)
+    result = apply_batch(cur, mixed)
+    conn.commit()
+    after = session_counts(cur)
+    assert result == BatchResult(applied_keys=["k:m1", "k:n9"], skipped_keys=["k:n0"])
+    assert after["Com_delete"] - before["Com_delete"] == 3  # the stored key's children
+    assert stored(conn, "k:m1") == version_doc("k:m1", 2, n_items=1)
+    assert child_counts(conn, "k:m1") == counts_of(version_doc("k:m1", 2, n_items=1))
+    assert stored(conn, "k:n9") == version_doc("k:n9", 3, n_items=2)
+    assert stored(conn, "k:n0") == version_doc("k:n0", 1, n_items=0)
+    assert [bookkeeping(conn, k)[1] for k in ("k:m1", "k:n9", "k:n0")] == [2, 1, 1]
+
+
+@pytest.mark.parametrize("rival", [2, 9], ids=["rival-older", "rival-newer"])
+def test_concurrent_first_insert_under_read_committed_falls_back(conn, connect, monkeypatch, rival):
+    """READ COMMITTED takes no gap locks: another writer inserts and commits a key of ours
+    after our locking read found it absent. Our plain INSERT meets its duplicate key; the
+    batch still commits without error, the newer copy of that key wins with its own
+    children, and the batch's other keys (new and stored) are written as usual."""
+    guarded_write(conn, version_doc("k:r0", 1, n_items=3))
+    cur = conn.cursor()
+    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    other = connect()
+    real = gw._stored_versions
+    raced: list[bool] = []
+
+    def read_then_rival_inserts(cursor, keys):
+        found = real(cursor, keys)
+        if not raced:  # once, right after our locking read
+            raced.append(guarded_write(other, version_doc("k:r5", rival, n_items=rival % 4)))
+        return found
+
+    monkeypatch.setattr(gw, "_stored_versions", read_then_rival_inserts)
+    batch = [version_doc(k, 5, n_items=1) for k in ("k:r0", "k:r3", "k:r5", "k:r7")]
+    result = apply_batch(cur, batch)
+    conn.commit()
+    assert raced == [True]  # the rival's insert went through, uncontested
+    won = rival > 5
+    assert result == BatchResult(
+        applied_keys=["k:r0", "k:r3"] + ([] if won else ["k:r5"]) + ["k:r7"],
+        skipped_keys=["k:r5"] if won else [],
+    )
+    best = rival if won else 5
+    expected = version_doc("k:r5", best, n_items=rival % 4 if won else 1)
+    assert stored(conn, "k:r5") == expected
+    assert child_counts(conn, "k:r5") == counts_of(expected)
+    assert bookkeeping(conn, "k:r5")[1] == (1 if won else 2)
+    for key in ("k:r0", "k:r3", "k:r7"):
+        assert stored(conn, key) == version_doc(key, 5, n_items=1)
+        assert child_counts(conn, key) == counts_of(version_doc(key, 5, n_items=1))
+
+
+def _batch_writer(
+    mysql_settings: dict, seed: int, keys: list[str], batches: int, isolation: str | None
+) -> None:
+    """Batches of random keys (new and stored ones mixed) at random versions."""
+    rng = random.Random(seed)
+    conn = db.connect(MySQLSettings(**mysql_settings))
+    if isolation:
+        conn.cursor().execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+    try:
+        for _ in range(batches):
+            docs = []
+            for key in rng.sample(keys, rng.randint(1, len(keys))):
+                v = rng.randint(1, 40)
+                docs.append(version_doc(key, v, n_items=v % 5))
+            db.run_in_transaction(conn, lambda cur, docs=docs: apply_batch(cur, docs))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("isolation", [None, "READ COMMITTED"])
+def test_concurrent_mixed_batches_end_at_max_version(migrated, conn, isolation):
+    """Concurrent batches, each mixing keys absent and stored: every key ends at the highest
+    version written, with that version's children, whatever the isolation level."""
+    for round_ in range(3):
+        keys = [f"b{round_}:{i}" for i in range(6)]
+        jobs = [(1000 * round_ + seed, 6) for seed in range(6)]
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            futures = [
+                pool.submit(_batch_writer, migrated.mysql.model_dump(), s, keys, n, isolation)
+                for s, n in jobs
+            ]
+            for f in futures:
+                f.result()  # no errors surfaced
+        expected: dict[str, int] = {}
+        for seed, batches in jobs:
+            rng = random.Random(seed)
+            for _ in range(batches):
+                for key in rng.sample(keys, rng.randint(1, len(keys))):
+                    expected[key] = max(expected.get(key, 0), rng.randint(1, 40))
+        for key, v in expected.items():
+            assert stored(conn, key) == version_doc(key, v, n_items=v % 5)
+            assert child_counts(conn, key)[1] == v % 5

@@ -7,8 +7,11 @@ Inside the caller's transaction, `apply_batch`:
    current and no transition is draining; the lock is held to commit, so `mode set` (which
    updates that row) waits for in-flight writes;
 2. locks the existing root rows of the batch (FOR UPDATE, in key order);
-3. for documents strictly newer than the stored one (or new): upserts the root row,
-   deletes its child rows and inserts the new ones.
+3. for documents strictly newer than the stored one: upserts the root row, deletes its
+   child rows and inserts the new ones;
+4. for documents whose key was absent when locked (nearly all of a backfill): a plain
+   multi-row INSERT of the root rows and of their children, no child DELETE (a child needs
+   its root row: foreign keys) and no re-read.
 
 "Newer" is the pair (source_rev, version), compared in that order. `version` is a counter
 each store keeps for itself, so after `dual -> mongo -> dual` (MongoDB counted on while MySQL
@@ -23,9 +26,13 @@ revision.
 writes back exactly those (control/steps.py). Copies of MongoDB's data (dual-write, backfill,
 lazy migration, repair, reconcile) leave it NULL: MongoDB has them already.
 
-The upsert's UPDATE part is itself guarded by the same pair, and keys that were absent when
-locked are re-checked after the upsert, so even under READ COMMITTED (no gap locks) a
-concurrent first insert of the same key cannot lead to older data or mixed children.
+The upsert's UPDATE part is itself guarded by the same pair. Under REPEATABLE READ the
+locking read gap-locks the absent keys, so no one else can insert them before we commit.
+Under READ COMMITTED (no gap locks) a concurrent first insert of one of them can win the
+race: the plain INSERT then fails with a duplicate key, which rolls back that statement only
+(InnoDB), and those keys take the slower path that makes no assumption: the guarded upsert,
+then a re-read of who won, then their children replaced only where we did. So a concurrent
+first insert cannot lead to older data or mixed children, and the caller sees no error.
 """
 
 from __future__ import annotations
@@ -294,7 +301,43 @@ def _upsert_roots(
     )
 
 
-def _replace_children(cursor: Any, batch: Sequence[Rows]) -> None:
+def _insert_roots(cursor: Any, batch: Sequence[Rows], written_epoch: int | None) -> bool:
+    """Plain INSERT of the root rows of keys found absent under the lock; False (that
+    statement rolled back, the transaction still open) if a concurrent first insert of one
+    of them won the race, which only READ COMMITTED allows (no gap locks)."""
+    try:
+        _multi_row_insert(
+            cursor,
+            f"INSERT INTO shipment ({', '.join(_ROOT_INSERT_COLUMNS)})",
+            [(*_ROOT_VALUES(rows.root), written_epoch) for rows in batch],
+            row_extra=", UTC_TIMESTAMP(6), 1",
+        )
+    except MySQLError as exc:
+        if exc.errno != DUPLICATE_KEY:
+            raise
+        return False
+    return True
+
+
+def _upsert_absent(
+    cursor: Any, batch: Sequence[Rows], written_epoch: int | None, repair: bool
+) -> tuple[list[Rows], list[str]]:
+    """The keys that were absent when locked, when a plain INSERT met a concurrent first
+    insert: (those we wrote, those the other writer won with data at least as new).
+
+    The guarded upsert, then a re-read (our upsert locks the rows now): a pair other than
+    ours means the other insert was at least as new, and the guarded upsert left it alone.
+    A key of this batch that an earlier chunk of the failed INSERT did write reads back
+    with our own pair: written."""
+    _upsert_roots(cursor, batch, written_epoch, repair)
+    now = _stored_versions(cursor, [rows.key for rows in batch])
+    won = [rows for rows in batch if now.get(rows.key) == order_key(rows)]
+    # the other writer's children, where our newer copy replaced its root row
+    _delete_children(cursor, won)
+    return won, [rows.key for rows in batch if now.get(rows.key) != order_key(rows)]
+
+
+def _delete_children(cursor: Any, batch: Sequence[Rows]) -> None:
     keys = [rows.key for rows in batch]
     for table, *_ in _CHILDREN:
         for chunk in chunks(keys, CHUNK):
@@ -302,6 +345,9 @@ def _replace_children(cursor: Any, batch: Sequence[Rows]) -> None:
                 f"DELETE FROM {table} WHERE shipment_key IN ({placeholders(len(chunk))})",
                 tuple(chunk),
             )
+
+
+def _insert_children(cursor: Any, batch: Sequence[Rows]) -> None:
     for table, columns, attr, values_of in _CHILDREN:
         values = [values_of(child) for rows in batch for child in getattr(rows, attr)]
         _multi_row_insert(cursor, f"INSERT INTO {table} ({', '.join(columns)})", values)
@@ -333,29 +379,24 @@ def apply_batch(
     keys = sorted(rows_by_key)  # one lock order for everyone: fewer deadlocks
     stored = _stored_versions(cursor, keys)
     result = BatchResult()
-    batch: list[Rows] = []
+    newer: list[Rows] = []  # stored, older than ours (or equal, in a repair)
+    absent: list[Rows] = []  # not stored when locked
     for key in keys:
         rows = rows_by_key[key]
-        if key in stored and (
-            stored[key] > order_key(rows) or (stored[key] == order_key(rows) and not repair)
-        ):
+        if key not in stored:
+            absent.append(rows)
+        elif stored[key] > order_key(rows) or (stored[key] == order_key(rows) and not repair):
             result.skipped_keys.append(key)
         else:
-            batch.append(rows)
-    if not batch:
-        return result
-    _upsert_roots(cursor, batch, written_epoch, repair)
-    absent = [rows.key for rows in batch if rows.key not in stored]
-    if absent:
-        # Locked by our upsert now. A different pair means a concurrent first insert won
-        # the race (possible only without gap locks, i.e. READ COMMITTED) with data at least
-        # as new as ours: the guarded upsert changed nothing, so leave its children alone.
-        now = _stored_versions(cursor, absent)
-        lost = {key for key in absent if now.get(key) != order_key(rows_by_key[key])}
-        if lost:
-            batch = [rows for rows in batch if rows.key not in lost]
-            result.skipped_keys = sorted([*result.skipped_keys, *lost])
-    _replace_children(cursor, batch)
+            newer.append(rows)
+    if newer:
+        _upsert_roots(cursor, newer, written_epoch, repair)
+        _delete_children(cursor, newer)
+    if absent and not _insert_roots(cursor, absent, written_epoch):
+        absent, lost = _upsert_absent(cursor, absent, written_epoch, repair)
+        result.skipped_keys = sorted([*result.skipped_keys, *lost])
+    batch = sorted([*newer, *absent], key=lambda rows: rows.key)
+    _insert_children(cursor, batch)
     result.applied_keys = [rows.key for rows in batch]
     return result
 
@@ -376,8 +417,8 @@ def guarded_write(
     After a connection lost during COMMIT the retry may find its own write already there
     and report False: the write is idempotent, only the answer is conservative.
 
-    Two round trips (`_write_one`) where `apply_batch` in `run_in_transaction` takes about
-    thirteen: this is the lazy-migration miss of the read API, which waits for it.
+    Two round trips (`_write_one`) where `apply_batch` in `run_in_transaction` takes seven
+    or more: this is the lazy-migration miss of the read API, which waits for it.
     `expect_absent`: the caller has just seen the key absent from MySQL (that miss), so the
     write first tries the one-round-trip insert of a new key (`_insert_new`); a key stored
     meanwhile, or a fence miss, falls back to the two round trips, which decide as always.

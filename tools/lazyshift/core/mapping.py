@@ -95,6 +95,7 @@ DATETIME_MIN_YEAR = 1000
 JSON_MAX_DEPTH = 31  # containers; MariaDB's json_valid() refuses 32 levels
 JSON_INT_MIN = -(2**63)
 JSON_INT_MAX = 2**64 - 1  # MySQL's JSON keeps int64 and uint64 exactly, beyond is a double
+_JSON_TEXT_MAX = 2**31
 
 
 @dataclass
@@ -210,7 +211,7 @@ def _check_double(path: str, value: Any) -> str | None:
 
 def _check_json_scalar(path: str, value: Any) -> str | None:
     if isinstance(value, str):
-        return _check_text(path, value, 2**31)
+        return _check_text(path, value, _JSON_TEXT_MAX)
     if isinstance(value, int) and not JSON_INT_MIN <= value <= JSON_INT_MAX:
         return f"{path}: integer {value} is outside the 64-bit range a JSON column keeps"
     if isinstance(value, float) and not math.isfinite(value):
@@ -229,9 +230,9 @@ def _check_json(path: str, value: Any, depth: int = 0) -> str | None:
     for k, v in pairs:
         if isinstance(value, dict) and not isinstance(k, str):
             return f"{path}: key {k!r} of type {type(k).__name__} is not a JSON key"
-        problem = (isinstance(k, str) and _check_text(f"{path}/{k}", k, 2**31)) or _check_json(
-            f"{path}/{k}", v, depth + 1
-        )
+        problem = (
+            isinstance(k, str) and _check_text(f"{path}/{k}", k, _JSON_TEXT_MAX)
+        ) or _check_json(f"{path}/{k}", v, depth + 1)
         if problem:
             return problem
     return None
@@ -350,7 +351,53 @@ def _text_ok(value: Any, limit: int) -> bool:
 
 
 def _texts_ok(node: dict[str, Any], lengths: dict[str, int]) -> bool:
-    return all(_text_ok(node[name], limit) for name, limit in lengths.items())
+    """`_text_ok` of each field, inlined: about 30 fields a document."""
+    for name, limit in lengths.items():
+        value = node[name]
+        if value is None:
+            continue
+        if type(value) is not str or len(value) > limit:
+            return False
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def _json_text_ok(value: str) -> bool:
+    return value.isascii() and len(value) <= _JSON_TEXT_MAX
+
+
+def _json_leaf_ok(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _json_text_ok(value)
+    if kind is int:
+        return JSON_INT_MIN <= value <= JSON_INT_MAX
+    if kind is float:
+        return math.isfinite(value)
+    return value is None or kind is bool
+
+
+def _json_ok(value: Any, depth: int = 0) -> bool:
+    """True only if `_check_json` finds nothing, in the common shapes (ASCII str keys; str,
+    int, float, bool, None and nested containers); False says nothing (ask `_check_json`)."""
+    if depth >= JSON_MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        if not all(type(k) is str and _json_text_ok(k) for k in value):
+            return False
+        values: Any = value.values()
+    elif type(value) is list:
+        values = value
+    else:
+        return False
+    return all(
+        _json_ok(v, depth + 1) if type(v) is dict or type(v) is list else _json_leaf_ok(v)
+        for v in values
+    )
 
 
 def _number_ok(value: Any) -> bool:
@@ -462,7 +509,7 @@ def plainly_valid(doc: Any) -> bool:
         and type(events) is list
         and all(_event_ok(event) for event in events)
         and type(extra) is dict
-        and _check_json("extra", extra) is None
+        and (_json_ok(extra) or _check_json("extra", extra) is None)
     )
 
 
@@ -492,9 +539,9 @@ def check(doc: Document) -> None:
 
 def _dt_out(value: datetime) -> datetime:
     """An aware (or naive = UTC) datetime as the naive UTC value a DATETIME(6) column holds."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None)
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _float_out(value: Any) -> float | None:

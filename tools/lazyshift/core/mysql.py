@@ -171,9 +171,13 @@ def parse_json(value: Any) -> Any:
     return value  # already decoded by a driver that does so
 
 
+# json.dumps with any option builds a new encoder at each call: a few us a backfilled row.
+_JSON_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def dump_json(value: Any) -> str:
     """JSON text for a JSON column (compact, UTF-8, NaN refused)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON_ENCODE(value)
 
 
 def placeholders(n: int) -> str:
