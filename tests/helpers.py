@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,35 @@ def poll(check: Callable[[], Any], what: str, timeout: float = 60.0, every: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+def start_in_thread(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> threading.Thread:
+    """Run `fn` on a daemon thread; its result, or what it raised, lands in `results[name]`
+    (for the assertions of the test that joins it)."""
+
+    def target() -> None:
+        try:
+            results[name] = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's assertions
+            results[name] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def running_statements(mysql_root: Any) -> list[str]:
+    """The statements other connections are running right now, from the processlist
+    (MariaDB's INNODB_TRX may leave out a transaction waiting in its first locking read)."""
+    mysql_root.commit()
+    cur = mysql_root.cursor()
+    cur.execute(
+        "SELECT COALESCE(info, '') FROM information_schema.PROCESSLIST "
+        "WHERE command = 'Query' AND id <> CONNECTION_ID()"
+    )
+    out = [r[0] for r in cur.fetchall()]
+    cur.close()
+    return out
 
 
 class MockSource:

@@ -18,7 +18,17 @@ from typing import Any
 import pytest
 
 from dataset import key_for, make_doc
-from helpers import MockSource, expected_state, free_port, http_get, kill, poll, start_cli
+from helpers import (
+    MockSource,
+    expected_state,
+    free_port,
+    http_get,
+    kill,
+    poll,
+    running_statements,
+    start_cli,
+    start_in_thread,
+)
 from lazyshift.client.consumer import (
     BATCH_TARGET_DEEP_S,
     BATCH_TARGET_S,
@@ -100,20 +110,6 @@ def _written_epochs(settings: Settings, keys: list[str]) -> dict[str, int | None
         conn.close()
 
 
-def _lock_waits(mysql_root) -> list[str]:
-    """The statements other connections are running right now (the processlist: MariaDB's
-    INNODB_TRX may leave out a transaction waiting in its first locking read)."""
-    mysql_root.commit()
-    cur = mysql_root.cursor()
-    cur.execute(
-        "SELECT COALESCE(info, '') FROM information_schema.PROCESSLIST "
-        "WHERE command = 'Query' AND id <> CONNECTION_ID()"
-    )
-    out = [r[0] for r in cur.fetchall()]
-    cur.close()
-    return out
-
-
 def test_a_flip_waits_for_the_batch_in_flight(migrated, router, connect, mysql_root) -> None:
     """A batch gated in dual is written entirely in dual (MongoDB, then MySQL as a copy),
     though `mode set mysql-primary` begins while it is in flight: the drain waits for it."""
@@ -135,29 +131,20 @@ def test_a_flip_waits_for_the_batch_in_flight(migrated, router, connect, mysql_r
     bcur.fetchall()
     results: dict[str, Any] = {}
 
-    def run(name: str, fn: Any) -> threading.Thread:
-        def target() -> None:
-            try:
-                results[name] = fn()
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
-                results[name] = exc
-
-        t = threading.Thread(target=target, daemon=True)
-        t.start()
-        return t
-
     try:
-        writer = run("batch", lambda: router.write_many(batch))
+        writer = start_in_thread(results, "batch", lambda: router.write_many(batch))
         poll(
             lambda: any(
-                "FROM shipment" in q and "FOR UPDATE" in q for q in _lock_waits(mysql_root)
+                "FROM shipment" in q and "FOR UPDATE" in q for q in running_statements(mysql_root)
             ),
             "the batch to wait",
         )
-        flip = run("flip", lambda: plane.set_mode(migrated, "mysql-primary", timeout_s=60))
+        flip = start_in_thread(
+            results, "flip", lambda: plane.set_mode(migrated, "mysql-primary", timeout_s=60)
+        )
         poll(
             lambda: not flip.is_alive()
-            or any("lazyshift_control" in q for q in _lock_waits(mysql_root)),
+            or any("lazyshift_control" in q for q in running_statements(mysql_root)),
             "the flip to wait for the batch",
             timeout=120,
         )
@@ -334,7 +321,7 @@ def test_kill_9_between_the_halves_of_a_dual_batch_loses_nothing(
             bcur.execute("SELECT epoch FROM lazyshift_control WHERE id = 1 FOR UPDATE")
             bcur.fetchall()
             poll(
-                lambda: any("lazyshift_control" in q for q in _lock_waits(mysql_root)),
+                lambda: any("lazyshift_control" in q for q in running_statements(mysql_root)),
                 "a batch's MySQL half to wait",
             )
             kill(proc, signal.SIGKILL)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from helpers import poll
+from helpers import poll, running_statements, start_in_thread
 from lazyshift.config import MySQLSettings
 from lazyshift.core import guarded_write as gw
 from lazyshift.core import mysql as db
@@ -324,19 +324,6 @@ def test_expected_absent_but_stored_meanwhile_applies_the_guard(conn, connect):
     assert bookkeeping(conn, "k:sm")[:2] == (7, 2)
 
 
-def running(mysql_root) -> list[str]:
-    """The statements other connections are running right now (the processlist)."""
-    mysql_root.commit()
-    cur = mysql_root.cursor()
-    cur.execute(
-        "SELECT COALESCE(info, '') FROM information_schema.PROCESSLIST "
-        "WHERE command = 'Query' AND id <> CONNECTION_ID()"
-    )
-    out = [r[0] for r in cur.fetchall()]
-    cur.close()
-    return out
-
-
 def test_a_transition_waits_for_the_one_round_trip_insert(conn, connect, mysql_root):
     """The insert share-locks the control row before it writes, held to its COMMIT: a
     transition that comes while it is in flight waits, and the write commits in its epoch."""
@@ -346,29 +333,21 @@ def test_a_transition_waits_for_the_one_round_trip_insert(conn, connect, mysql_r
     apply_batch(blocker.cursor(), [version_doc("k:h", 1)])
     outcome: dict[str, object] = {}
 
-    def run(name, fn) -> threading.Thread:
-        def target() -> None:
-            try:
-                outcome[name] = fn()
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
-                outcome[name] = exc
-
-        t = threading.Thread(target=target, daemon=True)
-        t.start()
-        return t
-
     try:
-        write = run(
+        write = start_in_thread(
+            outcome,
             "write",
             lambda: guarded_write(conn, version_doc("k:h", 4), epoch=1, expect_absent=True),
         )
         poll(
-            lambda: any(q.startswith("INSERT INTO shipment") for q in running(mysql_root)),
+            lambda: any(
+                q.startswith("INSERT INTO shipment") for q in running_statements(mysql_root)
+            ),
             "the insert to wait on the row lock",
         )
-        bump = run("bump", lambda: set_control(admin, epoch=2))
+        bump = start_in_thread(outcome, "bump", lambda: set_control(admin, epoch=2))
         poll(
-            lambda: any("UPDATE lazyshift_control" in q for q in running(mysql_root)),
+            lambda: any("UPDATE lazyshift_control" in q for q in running_statements(mysql_root)),
             "the transition to wait on the share lock",
         )
         assert write.is_alive() and bump.is_alive(), outcome

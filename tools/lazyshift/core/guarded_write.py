@@ -449,6 +449,20 @@ def guarded_write(
     )
 
 
+def _child_inserts(
+    prepare: Callable[[tuple[Any, ...]], Sequence[bytes]], rows: Rows
+) -> list[bytes]:
+    """The INSERT statements of one document's child rows, values as literals."""
+    statements: list[bytes] = []
+    for table, columns, attr, values_of in _CHILDREN:
+        statements += _insert_statements(
+            prepare,
+            f"INSERT INTO {table} ({', '.join(columns)})",
+            [values_of(child) for child in getattr(rows, attr)],
+        )
+    return statements
+
+
 def _write_one(
     conn: MySQLConnectionAbstract,
     rows: Rows,
@@ -501,12 +515,7 @@ def _write_one(
             f"DELETE FROM {table} WHERE shipment_key = ".encode() + key_literal
             for table, *_ in _CHILDREN
         ]
-    for table, columns, attr, values_of in _CHILDREN:
-        second += _insert_statements(
-            prepare,
-            f"INSERT INTO {table} ({', '.join(columns)})",
-            [values_of(child) for child in getattr(rows, attr)],
-        )
+    second += _child_inserts(prepare, rows)
     second.append(b"COMMIT")
     try:
         execute_script(conn, second)
@@ -572,12 +581,7 @@ def _insert_new(
             + b" AND NOT "
             + _fence_holds(epoch)
         )
-    for table, columns_of, attr, values_of in _CHILDREN:
-        script += _insert_statements(
-            prepare,
-            f"INSERT INTO {table} ({', '.join(columns_of)})",
-            [values_of(child) for child in getattr(rows, attr)],
-        )
+    script += _child_inserts(prepare, rows)
     script.append(b"COMMIT")
     try:
         execute_script(conn, script)
