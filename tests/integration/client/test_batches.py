@@ -40,6 +40,7 @@ from lazyshift.client.follower import Follower
 from lazyshift.client.source import Partition
 from lazyshift.config import Settings
 from lazyshift.control import plane
+from lazyshift.core import guarded_write as gw
 from lazyshift.core import mysql as my
 from lazyshift.core.mapping import stored_form
 from lazyshift.core.mongo_store import MongoStore
@@ -253,13 +254,27 @@ def test_dual_batch_dead_letters_what_mysql_cannot_hold(migrated, router) -> Non
     assert router.mongo.backlog_size() == 0
 
 
-def test_a_document_the_guard_refuses_is_never_acknowledged(migrated, router, mysql_root) -> None:
-    """The guard refusing a write it should have applied (here a trigger rewrites the
-    version of one key's insert, as a concurrent first insert would) must not be acked as
-    stored or stale: the batch rolls back, is written again one by one, and the refused
-    document is dead-lettered with the guard's reason; the others are stored."""
+def test_a_document_the_guard_refuses_is_never_acknowledged(
+    migrated, router, mysql_root, monkeypatch
+) -> None:
+    """The guard refusing a write it should have applied must not be acked as stored or
+    stale: the batch rolls back, is written again one by one, and the refused document is
+    dead-lettered with the guard's reason; the others are stored.
+
+    The refusal is staged as a concurrent first insert that left another (source_rev,
+    version) would: the plain INSERT of the batch's new keys reports the race (a duplicate
+    key, which rolls back that whole statement), and a trigger rewrites the version of one
+    key's insert, so the guarded upsert + re-read of the fallback finds a pair not ours."""
     _walk(migrated, "dual", "mysql-primary")
     refused = key_for(3)
+    real_insert_roots = gw._insert_roots
+
+    def raced(cursor: Any, batch: list[Any], written_epoch: int | None) -> bool:
+        if any(rows.key == refused for rows in batch):
+            return False
+        return real_insert_roots(cursor, batch, written_epoch)
+
+    monkeypatch.setattr(gw, "_insert_roots", raced)
     cur = mysql_root.cursor()
     cur.execute(
         "CREATE TRIGGER lz_test_guard BEFORE INSERT ON shipment FOR EACH ROW "
@@ -305,15 +320,23 @@ def test_kill_9_between_the_halves_of_a_dual_batch_loses_nothing(
     migrated, mongo_db, connect, mysql_root
 ) -> None:
     _walk(migrated, "dual")
-    gen = ["--seed", "31", "--count", "3000", "--malformed-fraction", "0.02", "--rate", "500"]
-    source = MockSource(*gen).start()
+    # 10 s of stream from the client's subscription: still flowing when the control row is
+    # locked below, however slowly the client started on a loaded machine.
+    gen = ["--seed", "31", "--count", "3000", "--malformed-fraction", "0.02", "--rate", "300"]
+    source = MockSource(*gen, "--clock-from-subscribe").start()
     exp = expected_state(source.dump())
     last_seq = max(m["seq"] for m in source.dump())
+
+    def behind_in_mysql() -> list[str]:
+        in_mongo = {d["_id"]: d["version"] for d in mongo_db.shipments.find({}, {"version": 1})}
+        in_mysql = _mysql(migrated, list(in_mongo))
+        return [k for k, v in in_mongo.items() if k not in in_mysql or in_mysql[k]["version"] < v]
+
     try:
         proc = _client(migrated, source.port)
         poll(lambda: mongo_db.shipments.count_documents({}) > 100, "ingest in dual")
-        # The control row locked: the next batch's MySQL half waits for it, its MongoDB
-        # half done. Kill -9 the client right there.
+        # The control row locked: every MySQL half waits for it (the fence), so the next
+        # batch's MongoDB half is done without its MySQL half. Kill -9 the client right there.
         blocker = connect()
         blocker.start_transaction()
         bcur = blocker.cursor()
@@ -321,16 +344,18 @@ def test_kill_9_between_the_halves_of_a_dual_batch_loses_nothing(
             bcur.execute("SELECT epoch FROM lazyshift_control WHERE id = 1 FOR UPDATE")
             bcur.fetchall()
             poll(
-                lambda: any("lazyshift_control" in q for q in running_statements(mysql_root)),
-                "a batch's MySQL half to wait",
+                lambda: any(
+                    "lazyshift_control" in q and "LOCK IN SHARE MODE" in q
+                    for q in running_statements(mysql_root)
+                ),
+                "a MySQL half to wait on the fence",
             )
+            # Not only any statement waiting there (an idle backlog retry fences too): a
+            # MongoDB half written that MySQL does not have.
+            behind = poll(behind_in_mysql, "a MongoDB half without its MySQL half")
             kill(proc, signal.SIGKILL)
         finally:
             blocker.rollback()
-        in_mongo = {d["_id"]: d["version"] for d in mongo_db.shipments.find({}, {"version": 1})}
-        in_mysql = _mysql(migrated, list(in_mongo))
-        behind = [k for k, v in in_mongo.items() if k not in in_mysql or in_mysql[k]["version"] < v]
-        assert behind, "the kill should have left a MongoDB half without its MySQL half"
         proc = _client(migrated, source.port)
         poll(
             lambda: (mongo_db.client_offsets.find_one({"_id": "0/1"}) or {}).get("seq", 0)
